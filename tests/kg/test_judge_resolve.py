@@ -1,0 +1,94 @@
+"""Judge filtering and entity-resolution merges (real embedder where embeddings are used)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.embed import SentenceTransformerEmbedder
+from core.llm.testing import ScriptedChatModel
+from core.models import Chunk, Entity, Mention, Proposition, Relation, entity_id
+from kg.judge import GroundingJudge, LLMTripleJudge, judge
+from kg.resolve import (
+    ChainResolver,
+    EmbeddingResolver,
+    FuzzyResolver,
+    apply_resolution,
+)
+
+TEXT = "Marie Curie was born in Warsaw. She won the Nobel Prize in Physics in 1903."
+CHUNK = Chunk(id="c1", doc_id="d1", text=TEXT, start=0, end=len(TEXT), position=0)
+
+
+def ent(name: str, type_: str = "Person") -> Entity:
+    return Entity(id=entity_id(name), name=name, type=type_)
+
+
+def rel(s: str, p: str, o: str) -> Relation:
+    return Relation(subject_id=entity_id(s), predicate=p, object_id=entity_id(o),
+                    chunk_id="c1", doc_id="d1")
+
+
+@pytest.fixture(scope="module")
+def embedder() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder(device="cpu")
+
+
+def test_grounding_judge_keeps_supported_and_drops_invented(
+        embedder: SentenceTransformerEmbedder) -> None:
+    ents = [ent("Marie Curie"), ent("Warsaw", "Location"), ent("Nobel Prize in Physics", "Award"),
+            ent("Albert Einstein"), ent("Berlin", "Location")]
+    rels = [rel("Marie Curie", "born in", "Warsaw"),
+            rel("Marie Curie", "won", "Nobel Prize in Physics"),
+            rel("Albert Einstein", "lived in", "Berlin")]
+    out = judge(GroundingJudge(embedder.embed), CHUNK, rels, ents)
+    assert [r.predicate for r in out.kept] == ["born in", "won"]
+    assert [r.predicate for r in out.dropped] == ["lived in"]
+    assert all(r.judge_score is not None for r in out.kept + out.dropped)
+    assert min(r.judge_score or 0 for r in out.kept) > max(r.judge_score or 1 for r in out.dropped)
+
+
+def test_llm_judge_uses_one_call_per_chunk_and_missing_verdicts_drop() -> None:
+    fake = ScriptedChatModel([json.dumps({"verdicts": [True]})])
+    rels = [rel("Marie Curie", "born in", "Warsaw"), rel("Marie Curie", "born in", "Paris")]
+    out = judge(LLMTripleJudge(fake), CHUNK, rels, [ent("Marie Curie"), ent("Warsaw")])
+    assert fake.calls == 1
+    assert "1. Marie Curie born in Warsaw" in fake.requests[0].messages[-1]["content"]
+    assert len(out.kept) == 1 and len(out.dropped) == 1
+
+
+def test_fuzzy_resolver_merges_spelling_variants_within_type_only() -> None:
+    known = [ent("Marie Sklodowska Curie")]
+    new = [ent("Marie Skłodowska-Curie"), ent("Marie Sklodowska Curie", "Ship"), ent("UK")]
+    res = FuzzyResolver().resolve(new, known)
+    assert res.of(new[0].id) == known[0].id
+    assert res.of(entity_id("UK")) == entity_id("UK")
+
+
+def test_embedding_resolver_merges_paraphrased_names(
+        embedder: SentenceTransformerEmbedder) -> None:
+    known = [ent("United States of America", "Location")]
+    new = [ent("United States", "Location"), ent("Canada", "Location")]
+    res = EmbeddingResolver(embedder.embed, threshold=0.85).resolve(new, known)
+    assert res.of(new[0].id) == known[0].id
+    assert res.of(new[1].id) == new[1].id
+
+
+def test_apply_resolution_rewrites_ids_keeps_aliases_and_is_idempotent() -> None:
+    known = [ent("Marie Sklodowska Curie")]
+    new = [ent("Marie Skłodowska-Curie"), ent("Warsaw", "Location")]
+    res = ChainResolver([FuzzyResolver()]).resolve(new, known)
+    mentions = [Mention(entity_id=e.id, chunk_id="c1") for e in new]
+    rels = [Relation(subject_id=new[0].id, predicate="born in", object_id=new[1].id,
+                     chunk_id="c1", doc_id="d1")]
+    props = [Proposition(id="p1", text="x", chunk_id="c1", doc_id="d1",
+                         entity_ids=(new[0].id,))]
+    facts = apply_resolution(res, new, known, mentions, rels, props)
+    canon = next(e for e in facts.entities if e.id == known[0].id)
+    assert canon.aliases == ("Marie Skłodowska-Curie",)
+    assert facts.relations[0].subject_id == known[0].id
+    assert {m.entity_id for m in facts.mentions} == {known[0].id, entity_id("Warsaw")}
+    assert facts.propositions[0].entity_ids == (known[0].id,)
+    again = apply_resolution(res, new, facts.entities, mentions, rels, props)
+    assert again.entities == facts.entities and again.relations == facts.relations
