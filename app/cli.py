@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from app import cli_services
+from app import cli_graph, cli_ingest, cli_services
 from app.console import fail, out, print_json
 from core.errors import KgragError
 from core.settings import Settings, get_settings
@@ -21,6 +21,10 @@ app = typer.Typer(
 )
 app.add_typer(cli_services.services, name="services")
 app.add_typer(cli_services.models, name="models")
+app.add_typer(cli_graph.graph, name="graph")
+app.command("ingest")(cli_ingest.ingest)
+app.command("delete")(cli_ingest.delete)
+app.command("cypher")(cli_graph.cypher)
 
 
 @app.command()

@@ -22,7 +22,7 @@ def services_start(
     server = EmbeddedFalkorServer(get_settings(), bolt_port=bolt_port or None)
     st = server.start()
     out.print(f"[green]FalkorDB running[/] on {st.host}:{st.port} (pid {st.pid}), "
-              f"data in {server.data_path}")
+              f"data in {st.data_dir}" + (f", Bolt on {st.bolt_port}" if st.bolt_port else ""))
 
 
 @services.command("stop")
@@ -39,13 +39,11 @@ def services_status(
     json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Is the embedded FalkorDB server running, where, since when."""
-    from dataclasses import asdict
-
     from kg.store.falkor_server import EmbeddedFalkorServer
 
     st = EmbeddedFalkorServer(get_settings()).status()
     if json_out:
-        print_json(asdict(st))
+        print_json(st.to_json())
     elif st.running:
         out.print(f"FalkorDB [green]running[/] on {st.host}:{st.port} (pid {st.pid})")
     else:

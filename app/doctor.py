@@ -56,11 +56,19 @@ def check_data_dir(s: Settings) -> Check:
 
 
 def check_graph(s: Settings) -> Check:
-    from kg.store import make_graph_store
+    from kg.store import EmbeddedFalkorServer, make_graph_store
 
-    where = (f"Neo4j at {s.neo4j_uri or '(KGRAG_NEO4J_URI unset)'}" if s.graph_backend == "neo4j"
-             else "embedded FalkorDB")
-    store = make_graph_store(s, start=False)
+    if s.graph_backend == "neo4j":
+        where = f"Neo4j at {s.neo4j_uri or '(KGRAG_NEO4J_URI unset)'}"
+    elif s.falkor_external:
+        where = f"FalkorDB at {s.falkor_host}:{s.falkor_port}"
+    else:
+        st = EmbeddedFalkorServer(s).status()
+        if not st.running:
+            return Check("graph store (falkor)", False, "embedded FalkorDB is not running",
+                         "kgrag services start")
+        where = f"embedded FalkorDB on {st.host}:{st.port} (pid {st.pid})"
+    store = make_graph_store(s)
     try:
         stats = store.stats()
     finally:

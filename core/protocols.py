@@ -42,6 +42,8 @@ class DeleteReport:
     propositions: int = 0
     entities: int = 0
     chunk_ids: list[str] = field(default_factory=list)
+    entity_ids: list[str] = field(default_factory=list)  # entities removed with them
+    proposition_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,41 @@ class Settings(BaseSettings):
         default="auto", description="`auto`: faiss-gpu when CUDA and faiss-gpu are present."
     )
 
+    # --- ingest ------------------------------------------------------------------------
+    chunk_size_tokens: int = Field(default=400, ge=32, description="Chunk budget in tokens.")
+    chunk_overlap_tokens: int = Field(default=50, ge=0, description="Overlap between chunks.")
+    max_file_mb: float = Field(default=20.0, gt=0, description="Larger files are refused.")
+    min_words: int = Field(default=10, ge=0, description="Shorter documents are dropped.")
+    near_duplicate_threshold: float = Field(
+        default=0.8, gt=0, le=1, description="MinHash Jaccard at which a document is a "
+        "near duplicate of an earlier one and dropped."
+    )
+    ingest_batch_docs: int = Field(
+        default=16, gt=0, description="Documents per ingest batch; each finished batch is "
+        "durable, so a killed run resumes from the next one."
+    )
+
+    # --- knowledge-graph extraction ----------------------------------------------------
+    extract: bool = Field(
+        default=True, description="Extract a knowledge graph (one LLM call per chunk) during "
+        "ingest; off: only the lexical graph (documents, chunks) and vectors."
+    )
+    judge: Literal["grounding", "llm", "off"] = Field(
+        default="grounding", description="Triple judge: `grounding` (name grounding + "
+        "embedding support, no LLM call), `llm` (one call per chunk), or `off`."
+    )
+    judge_threshold: float = Field(
+        default=0.5, ge=0, le=1, description="Triples scoring below this are dropped."
+    )
+    resolve_fuzzy_threshold: float = Field(
+        default=92.0, ge=0, le=100, description="rapidfuzz token-sort score at which two "
+        "entity names of one type merge."
+    )
+    resolve_embedding_threshold: float = Field(
+        default=0.93, ge=0, le=1, description="Embedding cosine at which two entity names of "
+        "one type merge."
+    )
+
     @field_validator("data_dir", "llm_model_path", mode="after")
     @classmethod
     def _expand(cls, v: Path | None) -> Path | None:

@@ -22,6 +22,13 @@ if TYPE_CHECKING:
     from retrieval.index import FaissVectorIndex
 
 
+#: Names of the vector indexes under settings.index_dir (mutual indexing: chunks, entities
+#: and propositions each have one, and the graph links them).
+CHUNK_INDEX = "chunks"
+ENTITY_INDEX = "entities"
+PROPOSITION_INDEX = "propositions"
+
+
 @dataclass
 class Components:
     settings: Settings = field(default_factory=get_settings)

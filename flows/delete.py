@@ -1,0 +1,37 @@
+"""`delete_documents`: remove documents and exactly what only they supported — chunks,
+facts, propositions, orphaned entities and their vectors — with no LLM call."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from prefect import flow
+
+from core.settings import get_settings
+from flows.components import CHUNK_INDEX, ENTITY_INDEX, PROPOSITION_INDEX, Components
+
+
+def remove_from_store_and_indexes(c: Components, doc_ids: list[str]) -> dict[str, Any]:
+    rep = c.graph.delete_documents(doc_ids)
+    for name, ids in ((CHUNK_INDEX, rep.chunk_ids), (ENTITY_INDEX, rep.entity_ids),
+                      (PROPOSITION_INDEX, rep.proposition_ids)):
+        if ids:
+            index = c.index(name)
+            index.remove(ids)
+            index.save()
+    return asdict(rep)
+
+
+@flow(name="delete_documents", persist_result=False)
+def delete_documents(doc_ids: list[str]) -> dict[str, Any]:
+    """Delete documents by id; unknown ids are reported in `not_found`."""
+    c = Components.from_settings(get_settings())
+    try:
+        known = set(c.graph.document_hashes())
+        found = [d for d in doc_ids if d in known]
+        report = remove_from_store_and_indexes(c, found)
+    finally:
+        c.close()
+    report["not_found"] = [d for d in doc_ids if d not in known]
+    return report

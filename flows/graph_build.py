@@ -1,0 +1,145 @@
+"""The knowledge-graph stages of ingest: extract -> judge -> resolve -> write.
+
+One LLM call per chunk (Distill-SynthKG), a judge that drops unsupported triples
+(GraphJudger), entity resolution against what the graph already holds, then facts with
+provenance to the graph and entity / proposition vectors to their indexes (mutual
+indexing: chunks, entities and propositions point at each other).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from core.llm.base import Usage
+from core.models import Chunk, Document, Entity
+from flows.components import ENTITY_INDEX, PROPOSITION_INDEX, Components
+from flows.progress import report
+from flows.summary import IngestSummary, Problem
+from kg.extract import ChunkContext, ChunkExtraction, ChunkExtractor
+from kg.judge import GroundingJudge, LLMTripleJudge, TripleJudge, judge
+from kg.resolve import (
+    ChainResolver,
+    EmbeddingResolver,
+    FuzzyResolver,
+    ResolvedFacts,
+    apply_resolution,
+)
+
+
+def entity_text(e: Entity) -> str:
+    return f"{e.name}: {e.description}" if e.description else e.name
+
+
+@task(name="extract", cache_policy=NO_CACHE)
+def extract_chunks(extractor: ChunkExtractor, contexts: Sequence[ChunkContext]
+                   ) -> list[ChunkExtraction]:
+    results: list[ChunkExtraction] = []
+    step = max(1, extractor.concurrency)
+    for i in range(0, len(contexts), step):  # small steps so the progress bar moves
+        results += asyncio.run(extractor.arun(contexts[i:i + step]))
+        report("chunks extracted", len(results), len(contexts))
+    return results
+
+
+@task(name="write-facts", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def write_facts(c: Components, facts: ResolvedFacts) -> None:
+    g = c.graph
+    g.upsert_entities(facts.entities)
+    g.upsert_mentions(facts.mentions)
+    g.upsert_relations(facts.relations)
+    g.upsert_propositions(facts.propositions)
+    if facts.entities:
+        index = c.index(ENTITY_INDEX)
+        index.add([e.id for e in facts.entities],
+                  c.embedder.embed([entity_text(e) for e in facts.entities]))
+        index.save()
+    if facts.propositions:
+        index = c.index(PROPOSITION_INDEX)
+        index.add([p.id for p in facts.propositions],
+                  c.embedder.embed([p.text for p in facts.propositions]))
+        index.save()
+
+
+class GraphBuilder:
+    """Runs the KG stages for one batch of documents and their chunks."""
+
+    def __init__(self, c: Components) -> None:
+        self.c = c
+        s = c.settings
+        concurrency = s.llm_concurrency if s.llm_backend == "openai" else 1
+        self.extractor = ChunkExtractor(c.llm, concurrency=concurrency)
+        self.judge: TripleJudge | None = None
+        if s.judge == "grounding":
+            self.judge = GroundingJudge(c.embedder.embed, s.judge_threshold)
+        elif s.judge == "llm":
+            self.judge = LLMTripleJudge(c.llm, s.judge_threshold)
+        self.resolver = ChainResolver([
+            FuzzyResolver(s.resolve_fuzzy_threshold),
+            EmbeddingResolver(c.embedder.embed, s.resolve_embedding_threshold),
+        ])
+
+    def usage(self) -> Usage:
+        usage = getattr(self.c.llm, "usage", None)
+        return Usage(**vars(usage)) if usage is not None else Usage()
+
+    def contexts(self, docs: Sequence[Document], chunks: Sequence[Chunk]) -> list[ChunkContext]:
+        titles = {d.id: d.title for d in docs}
+        previous: dict[str, str] = {}
+        out = []
+        for ch in sorted(chunks, key=lambda x: (x.doc_id, x.position)):
+            out.append(ChunkContext(ch, titles.get(ch.doc_id, ""), previous.get(ch.doc_id, "")))
+            previous[ch.doc_id] = ch.text
+        return out
+
+    def known_entities(self, new: Sequence[Entity], k: int = 3) -> list[Entity]:
+        """Entities already in the graph that new ones might be: same id or near names."""
+        ids = {e.id for e in new}
+        index = self.c.index(ENTITY_INDEX)
+        if len(index):
+            hits = index.search(self.c.embedder.embed([e.name for e in new]), k)
+            ids |= {h.id for row in hits for h in row}
+        return self.c.graph.get_entities(sorted(ids))
+
+    def build(self, docs: Sequence[Document], chunks: Sequence[Chunk],
+              s: IngestSummary) -> None:
+        t = time.perf_counter()
+        results = extract_chunks(self.extractor, self.contexts(docs, chunks))
+        s.add_time("extract", time.perf_counter() - t)
+        t = time.perf_counter()
+        by_chunk = {ch.id: ch for ch in chunks}
+        entities: dict[str, Entity] = {}
+        mentions, relations, propositions = [], [], []
+        for r in results:
+            if r.failed:
+                s.failed_chunks.append(Problem(r.chunk_id, r.error or "", "extraction"))
+                continue
+            for e in r.entities:
+                entities.setdefault(e.id, e)
+            mentions += r.mentions
+            propositions += r.propositions
+            if self.judge is None:
+                relations += r.relations
+                continue
+            verdict = judge(self.judge, by_chunk[r.chunk_id], r.relations, r.entities)
+            relations += verdict.kept
+            s.relations_dropped += len(verdict.dropped)
+        s.add_time("judge", time.perf_counter() - t)
+        if not entities:
+            return
+        t = time.perf_counter()
+        new = list(entities.values())
+        known = self.known_entities(new)
+        resolution = self.resolver.resolve(new, [k for k in known if k.id not in entities])
+        facts = apply_resolution(resolution, new, known, mentions, relations, propositions)
+        s.add_time("resolve", time.perf_counter() - t)
+        t = time.perf_counter()
+        write_facts(self.c, facts)
+        s.add_time("write facts", time.perf_counter() - t)
+        s.entities += len(facts.entities)
+        s.relations_kept += len(facts.relations)
+        s.propositions += len(facts.propositions)

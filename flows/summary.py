@@ -1,0 +1,74 @@
+"""The run summary of `ingest_corpus`: counts, problems with reasons, cost, time per stage."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Problem:
+    """One thing that did not land, and why (`where`: file, file#line, or chunk id)."""
+
+    where: str
+    reason: str
+    kind: str = ""
+
+
+@dataclass
+class IngestSummary:
+    documents_seen: int = 0
+    new: int = 0
+    unchanged: int = 0
+    changed: int = 0
+    resumed: int = 0  # started by an earlier run that was killed before it finished them
+    dropped: list[Problem] = field(default_factory=list)
+    failed: list[Problem] = field(default_factory=list)
+    chunks: int = 0
+    chunks_removed: int = 0
+    entities: int = 0
+    relations_kept: int = 0
+    relations_dropped: int = 0
+    propositions: int = 0
+    failed_chunks: list[Problem] = field(default_factory=list)
+    llm: dict[str, Any] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def add_time(self, stage: str, seconds: float) -> None:
+        self.stage_seconds[stage] = round(self.stage_seconds.get(stage, 0.0) + seconds, 3)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_markdown(self) -> str:
+        lines = [
+            "# Ingest summary",
+            "",
+            "| documents | count |", "|---|---|",
+            f"| seen | {self.documents_seen} |", f"| new | {self.new} |",
+            f"| changed | {self.changed} |", f"| resumed | {self.resumed} |",
+            f"| unchanged (skipped) | {self.unchanged} |",
+            f"| dropped | {len(self.dropped)} |", f"| failed | {len(self.failed)} |",
+            "",
+            f"Chunks written: {self.chunks} (removed: {self.chunks_removed}). "
+            f"Entities: {self.entities}, relations kept {self.relations_kept} / dropped by "
+            f"the judge {self.relations_dropped}, propositions {self.propositions}, "
+            f"failed chunks {len(self.failed_chunks)}.",
+        ]
+        if self.llm:
+            lines.append(f"LLM: {self.llm.get('calls', 0)} calls "
+                         f"({self.llm.get('cached_calls', 0)} from cache), "
+                         f"{self.llm.get('prompt_tokens', 0)} prompt + "
+                         f"{self.llm.get('completion_tokens', 0)} completion tokens.")
+        lines += ["", "| stage | seconds |", "|---|---|"]
+        lines += [f"| {k} | {v:.2f} |" for k, v in self.stage_seconds.items()]
+        for title, items in (("Failed", self.failed), ("Dropped", self.dropped),
+                             ("Failed chunks", self.failed_chunks)):
+            if items:
+                lines += ["", f"## {title}", ""]
+                lines += [f"- `{p.where}`: {p.kind + ': ' if p.kind else ''}{p.reason}"
+                          for p in items[:200]]
+                if len(items) > 200:
+                    lines.append(f"- ... and {len(items) - 200} more")
+        return "\n".join(lines)
