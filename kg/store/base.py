@@ -1,0 +1,344 @@
+"""`CypherGraphStore`: the GraphStore protocol written once over the shared Cypher.
+
+A backend supplies the transport (`_write`, `_read`, `_write_unit`, `_run_read_only`)
+and the engine specifics (schema, ping, clear, close); records become parameter rows
+here and rows become records here, so both backends behave the same by construction.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from core.models import Chunk, Document, Entity, Mention, Proposition, Relation
+from core.protocols import DeleteReport, GraphStats, Neighbour, QueryResult
+from kg.store import cypher as queries
+from kg.store.read_only import ensure_read_only
+
+Row = dict[str, Any]
+#: Runs one statement with parameters and returns its rows as plain dicts.
+Runner = Callable[[str, dict[str, Any]], list[Row]]
+T = TypeVar("T")
+
+DEFAULT_BATCH_SIZE = 500
+
+
+def search_key(text: str) -> str:
+    """What `find_entities` compares: NFKC, casefolded, whitespace squashed."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def _batches(rows: Sequence[T], size: int) -> Iterator[list[T]]:
+    for i in range(0, len(rows), size):
+        yield list(rows[i : i + size])
+
+
+class CypherGraphStore(ABC):
+    """Shared implementation of `core.protocols.GraphStore` over `kg.store.cypher`."""
+
+    supports_bolt: bool = False
+    supports_constraints: bool = True
+
+    def __init__(
+        self,
+        dialect: queries.Dialect,
+        *,
+        row_limit: int = 1000,
+        timeout_s: float = 30.0,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        self.dialect = dialect
+        self.row_limit = row_limit
+        self.timeout_s = timeout_s
+        self.batch_size = batch_size
+
+    # ------------------------------------------------------------------ transport (backend)
+
+    @abstractmethod
+    def _write(self, query: str, params: dict[str, Any]) -> list[Row]:
+        """Run one write statement (its own transaction) and return its rows."""
+
+    @abstractmethod
+    def _read(self, query: str, params: dict[str, Any]) -> list[Row]:
+        """Run one statement of kgrag's own reads and return its rows."""
+
+    def _write_unit(self, work: Callable[[Runner], T]) -> T:
+        """Run several dependent write statements as one unit (a transaction where the
+        engine has them; FalkorDB runs each statement atomically, in order)."""
+        return work(self._write)
+
+    @abstractmethod
+    def _run_read_only(
+        self, query: str, params: dict[str, Any], limit: int, timeout_s: float
+    ) -> QueryResult:
+        """Run a user's query with the engine's own read-only mode, row limit and timeout."""
+
+    # ------------------------------------------------------------------ engine (backend)
+
+    @abstractmethod
+    def ensure_schema(self) -> None: ...
+
+    @abstractmethod
+    def ping(self) -> bool: ...
+
+    @abstractmethod
+    def clear(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # ------------------------------------------------------------------ writes
+
+    def _write_rows(self, query: str, rows: Sequence[Row]) -> None:
+        for batch in _batches(rows, self.batch_size):
+            self._write(query, {"rows": batch})
+
+    def upsert_documents(self, docs: Sequence[Document]) -> None:
+        rows = [
+            {"id": d.id, "source": d.source, "title": d.title, "sha256": d.sha256} for d in docs
+        ]
+        self._write_rows(queries.UPSERT_DOCUMENTS, rows)
+
+    def upsert_chunks(self, chunks: Sequence[Chunk]) -> None:
+        """Chunks with PART_OF their document, then each touched document's NEXT chain
+        rebuilt by position."""
+        rows = [
+            {
+                "id": c.id,
+                "doc_id": c.doc_id,
+                "text": c.text,
+                "start": c.start,
+                "end": c.end,
+                "position": c.position,
+            }
+            for c in chunks
+        ]
+        self._write_rows(queries.UPSERT_CHUNKS, rows)
+        doc_ids = list(dict.fromkeys(c.doc_id for c in chunks))
+        for batch in _batches(doc_ids, self.batch_size):
+            self._write_unit(_next_relinker(batch))
+
+    def upsert_entities(self, entities: Sequence[Entity]) -> None:
+        """Name is overwritten; an empty type/description keeps the stored one; aliases
+        accumulate."""
+        rows = [
+            {
+                "id": e.id,
+                "name": e.name,
+                "type": e.type,
+                "description": e.description,
+                "aliases": list(e.aliases),
+                "search": list(dict.fromkeys(search_key(n) for n in (e.name, *e.aliases))),
+            }
+            for e in entities
+        ]
+        self._write_rows(queries.UPSERT_ENTITIES, rows)
+
+    def upsert_mentions(self, mentions: Sequence[Mention]) -> None:
+        """Entity -[:MENTIONED_IN]-> Chunk; a mention of a missing entity or chunk is
+        skipped, so write entities and chunks first."""
+        rows = [{"entity_id": m.entity_id, "chunk_id": m.chunk_id} for m in mentions]
+        self._write_rows(queries.UPSERT_MENTIONS, rows)
+
+    def upsert_relations(self, relations: Sequence[Relation]) -> None:
+        """One RELATES edge per (subject, predicate, object, chunk); a relation whose
+        subject or object entity is missing is skipped."""
+        rows = [
+            {
+                "subject_id": r.subject_id,
+                "predicate": r.predicate,
+                "object_id": r.object_id,
+                "chunk_id": r.chunk_id,
+                "doc_id": r.doc_id,
+                "confidence": float(r.confidence),
+                "judge_score": None if r.judge_score is None else float(r.judge_score),
+            }
+            for r in relations
+        ]
+        self._write_rows(queries.UPSERT_RELATIONS, rows)
+
+    def upsert_propositions(self, props: Sequence[Proposition]) -> None:
+        rows = [
+            {
+                "id": p.id,
+                "text": p.text,
+                "chunk_id": p.chunk_id,
+                "doc_id": p.doc_id,
+                "entity_ids": list(p.entity_ids),
+            }
+            for p in props
+        ]
+        for batch in _batches(rows, self.batch_size):
+            params = {"rows": batch}
+            self._write(queries.UPSERT_PROPOSITIONS, params)
+            self._write(queries.LINK_PROPOSITIONS_FROM, params)
+            self._write(queries.LINK_PROPOSITIONS_ABOUT, params)
+
+    # ------------------------------------------------------------------ reads
+
+    def document_hashes(self) -> dict[str, str]:
+        return {r["id"]: r["sha256"] for r in self._read(queries.DOCUMENT_HASHES, {})}
+
+    def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
+        """Chunks in the order of `chunk_ids`; unknown ids are left out."""
+        ids = list(dict.fromkeys(chunk_ids))
+        if not ids:
+            return []
+        found = {r["id"]: _chunk(r) for r in self._read(queries.GET_CHUNKS, {"ids": ids})}
+        return [found[i] for i in ids if i in found]
+
+    def chunks_of_document(self, doc_id: str) -> list[Chunk]:
+        return [_chunk(r) for r in self._read(queries.CHUNKS_OF_DOCUMENT, {"doc_id": doc_id})]
+
+    def get_entities(self, entity_ids: Sequence[str]) -> list[Entity]:
+        """Entities in the order of `entity_ids`; unknown ids are left out."""
+        ids = list(dict.fromkeys(entity_ids))
+        if not ids:
+            return []
+        found = {r["id"]: _entity(r) for r in self._read(queries.GET_ENTITIES, {"ids": ids})}
+        return [found[i] for i in ids if i in found]
+
+    def find_entities(self, name: str, limit: int = 10) -> list[Entity]:
+        """Entities whose name or an alias contains `name`, ignoring case; exact first."""
+        q = search_key(name)
+        if not q:
+            return []
+        rows = self._read(queries.FIND_ENTITIES, {"q": q, "limit": int(limit)})
+        return [_entity(r) for r in rows]
+
+    def relation_candidates(self, entity_id: str) -> list[tuple[str, bool, int]]:
+        """(predicate, outgoing, distinct neighbours) for each relation of an entity,
+        most connected first."""
+        rows = self._read(queries.RELATION_CANDIDATES, {"id": entity_id})
+        found = [(r["predicate"], bool(r["outgoing"]), int(r["n"])) for r in rows if r["n"]]
+        return sorted(found, key=lambda t: (-t[2], t[0], not t[1]))
+
+    def neighbours(
+        self, entity_id: str, predicate: str | None = None, limit: int = 50
+    ) -> list[Neighbour]:
+        """Entities one RELATES edge away, best-supported edge per (entity, predicate,
+        direction), highest confidence first."""
+        params = {"id": entity_id, "predicate": predicate, "limit": int(limit)}
+        return [
+            Neighbour(
+                entity=_entity(r),
+                predicate=r["predicate"],
+                outgoing=bool(r["outgoing"]),
+                chunk_id=r["chunk_id"],
+                confidence=float(r["confidence"] if r["confidence"] is not None else 0.0),
+            )
+            for r in self._read(queries.NEIGHBOURS, params)
+        ]
+
+    def chunks_mentioning(self, entity_ids: Sequence[str], limit: int = 10) -> list[Chunk]:
+        """Chunks that mention the entities, those mentioning most of them first."""
+        ids = list(dict.fromkeys(entity_ids))
+        if not ids:
+            return []
+        rows = self._read(queries.CHUNKS_MENTIONING, {"ids": ids, "limit": int(limit)})
+        return [_chunk(r) for r in rows]
+
+    def stats(self) -> GraphStats:
+        nodes = dict.fromkeys(queries.NODE_LABELS, 0)
+        for r in self._read(queries.NODE_COUNTS, {}):
+            nodes[r["label"]] = int(r["n"])
+        rels = dict.fromkeys(queries.REL_TYPES, 0)
+        for r in self._read(queries.REL_COUNTS, {}):
+            rels[r["type"]] = int(r["n"])
+        return GraphStats(nodes=nodes, relationships=rels)
+
+    # ------------------------------------------------------------------ delete
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> DeleteReport:
+        """Remove documents and exactly what only they supported.
+
+        Goes: their chunks (and with them NEXT/PART_OF/MENTIONED_IN), RELATES edges from
+        their chunks, propositions from them, then the entities they touched that no
+        remaining chunk mentions and no remaining fact or proposition uses. A fact that
+        another document also supports keeps that document's edge. No LLM call.
+        """
+        ids = list(dict.fromkeys(doc_ids))
+        if not ids:
+            return DeleteReport()
+        return self._write_unit(lambda run: _delete_documents(run, ids))
+
+    # ------------------------------------------------------------------ console
+
+    def read_query(
+        self,
+        cypher: str,
+        params: dict[str, Any] | None = None,
+        limit: int | None = None,
+        timeout_s: float | None = None,
+    ) -> QueryResult:
+        """Run a user's Cypher read-only: writes raise `ReadOnlyViolation`, errors
+        `QueryError`; at most `limit` rows (`truncated` says when more existed)."""
+        ensure_read_only(cypher)
+        return self._run_read_only(
+            cypher,
+            dict(params or {}),
+            int(limit or self.row_limit),
+            float(timeout_s or self.timeout_s),
+        )
+
+    def __enter__(self) -> CypherGraphStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _delete_documents(run: Runner, doc_ids: list[str]) -> DeleteReport:
+    chunk_ids = [r["id"] for r in run(queries.DOC_CHUNK_IDS, {"doc_ids": doc_ids})]
+    scope = {"doc_ids": doc_ids, "chunk_ids": chunk_ids}
+    entity_ids = list(dict.fromkeys(r["id"] for r in run(queries.DOC_ENTITY_IDS, scope)))
+    relations = _count(run(queries.DELETE_DOC_RELATIONS, scope))
+    propositions = _count(run(queries.DELETE_DOC_PROPOSITIONS, scope))
+    chunks = _count(run(queries.DELETE_CHUNKS, {"chunk_ids": chunk_ids}))
+    entities = _count(run(queries.DELETE_UNSUPPORTED_ENTITIES, {"entity_ids": entity_ids}))
+    documents = _count(run(queries.DELETE_DOCUMENTS, {"doc_ids": doc_ids}))
+    return DeleteReport(
+        documents=documents,
+        chunks=chunks,
+        relations=relations,
+        propositions=propositions,
+        entities=entities,
+        chunk_ids=chunk_ids,
+    )
+
+
+def _next_relinker(doc_ids: list[str]) -> Callable[[Runner], None]:
+    """Work that rebuilds the NEXT chain of these documents from chunk positions."""
+
+    def relink(run: Runner) -> None:
+        run(queries.UNLINK_NEXT, {"doc_ids": doc_ids})
+        run(queries.LINK_NEXT, {"doc_ids": doc_ids})
+
+    return relink
+
+
+def _count(rows: list[Row]) -> int:
+    return int(rows[0]["n"]) if rows else 0
+
+
+def _chunk(r: Row) -> Chunk:
+    return Chunk(
+        id=r["id"],
+        doc_id=r["doc_id"],
+        text=r["text"] or "",
+        start=int(r["start"]),
+        end=int(r["end"]),
+        position=int(r["position"]),
+    )
+
+
+def _entity(r: Row) -> Entity:
+    return Entity(
+        id=r["id"],
+        name=r["name"] or "",
+        type=r["type"] or "",
+        description=r["description"] or "",
+        aliases=tuple(r["aliases"] or ()),
+    )
