@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,14 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect's ephemeral API keeps its database here, not in the developer's ~/.prefect.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="kgrag-test-prefect-")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+#: The local model, assembled once per machine by `make setup` (or the llm test fixture).
+LOCAL_MODEL = Path(os.environ.get("KGRAG_TEST_MODELS_DIR", REPO / "data" / "models")) / (
+    "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -26,3 +37,44 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from core.settings import get_settings
 
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def shared_falkor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """One real embedded FalkorDB server for the tests that need a graph; stopped at the end."""
+    from core.settings import load_settings
+    from kg.store import EmbeddedFalkorServer
+
+    data = tmp_path_factory.mktemp("shared-falkor")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KGRAG_CONFIG", str(data / "none.toml"))
+        server = EmbeddedFalkorServer(load_settings(data_dir=data))
+    status = server.start()
+    assert status.port is not None
+    try:
+        yield status.host, status.port
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def kgrag_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+              shared_falkor: tuple[str, int]) -> Path:
+    """Environment of a kgrag user with their own data dir and graph (on the shared server).
+
+    Returns the data dir. Flows and CLI commands run in-process see these settings.
+    """
+    host, port = shared_falkor
+    data = tmp_path / "kgrag-data"
+    monkeypatch.setenv("KGRAG_DATA_DIR", str(data))
+    monkeypatch.setenv("KGRAG_FALKOR_EXTERNAL", "true")
+    monkeypatch.setenv("KGRAG_FALKOR_HOST", host)
+    monkeypatch.setenv("KGRAG_FALKOR_PORT", str(port))
+    monkeypatch.setenv("KGRAG_GRAPH_NAME", f"t_{uuid.uuid4().hex[:10]}")
+    monkeypatch.setenv("KGRAG_EMBED_DEVICE", "cpu")
+    if LOCAL_MODEL.exists():
+        monkeypatch.setenv("KGRAG_LLM_MODEL_PATH", str(LOCAL_MODEL))
+    from core.settings import get_settings
+
+    get_settings.cache_clear()
+    return data

@@ -295,17 +295,19 @@ def _delete_documents(run: Runner, doc_ids: list[str]) -> DeleteReport:
     scope = {"doc_ids": doc_ids, "chunk_ids": chunk_ids}
     entity_ids = list(dict.fromkeys(r["id"] for r in run(queries.DOC_ENTITY_IDS, scope)))
     relations = _count(run(queries.DELETE_DOC_RELATIONS, scope))
-    propositions = _count(run(queries.DELETE_DOC_PROPOSITIONS, scope))
+    deleted_props = run(queries.DELETE_DOC_PROPOSITIONS, scope)
     chunks = _count(run(queries.DELETE_CHUNKS, {"chunk_ids": chunk_ids}))
-    entities = _count(run(queries.DELETE_UNSUPPORTED_ENTITIES, {"entity_ids": entity_ids}))
+    deleted_entities = run(queries.DELETE_UNSUPPORTED_ENTITIES, {"entity_ids": entity_ids})
     documents = _count(run(queries.DELETE_DOCUMENTS, {"doc_ids": doc_ids}))
     return DeleteReport(
         documents=documents,
         chunks=chunks,
         relations=relations,
-        propositions=propositions,
-        entities=entities,
+        propositions=_count(deleted_props),
+        entities=_count(deleted_entities),
         chunk_ids=chunk_ids,
+        entity_ids=_ids(deleted_entities),
+        proposition_ids=_ids(deleted_props),
     )
 
 
@@ -317,6 +319,10 @@ def _next_relinker(doc_ids: list[str]) -> Callable[[Runner], None]:
         run(queries.LINK_NEXT, {"doc_ids": doc_ids})
 
     return relink
+
+
+def _ids(rows: list[Row]) -> list[str]:
+    return [str(i) for i in rows[0]["ids"]] if rows else []
 
 
 def _count(rows: list[Row]) -> int:

@@ -238,7 +238,7 @@ MATCH (p:Proposition)
 WHERE p.doc_id IN $doc_ids OR p.chunk_id IN $chunk_ids
 WITH p, p.id AS id
 DETACH DELETE p
-RETURN count(id) AS n
+RETURN count(id) AS n, collect(id) AS ids
 """
 
 DELETE_CHUNKS = """
@@ -264,7 +264,7 @@ WITH e, count(a) AS propositions
 WHERE propositions = 0
 WITH e, e.id AS id
 DETACH DELETE e
-RETURN count(id) AS n
+RETURN count(id) AS n, collect(id) AS ids
 """
 
 DELETE_DOCUMENTS = """

@@ -195,6 +195,10 @@ class FaissVectorIndex:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def ids(self) -> list[str]:
+        """Every id held, in no particular order."""
+        return list(self._ids)
+
     def __contains__(self, key: object) -> bool:
         return key in self._ids
 
