@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -52,7 +53,7 @@ def scripted_extraction(request: CompletionRequest) -> str:
         for n in names:
             if n not in entities:
                 entities.append(n)
-        for a, b in zip(names, names[1:], strict=False):
+        for a, b in itertools.pairwise(names):
             triples.append({"subject": a, "predicate": "related to", "object": b,
                             "p": len(props) - 1})
     return json.dumps({
