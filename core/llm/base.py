@@ -1,19 +1,32 @@
 """The one LLM interface. Backends implement `acomplete`; cross-cutting concerns (cache,
-retry, usage counters) are layers that wrap any `ChatModel` (microsoft/graphrag style)."""
+retry, usage counters, concurrency limit) are layers that wrap any `ChatModel`
+(microsoft/graphrag style).
+
+    >>> from core.llm.testing import ScriptedChatModel
+    >>> model = ScriptedChatModel(['{"ok": true}'])
+    >>> complete(model, CompletionRequest.of([{"role": "user", "content": "hi"}])).text
+    '{"ok": true}'
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
+
+from core.errors import LLMCallError
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
 
 
 @dataclass(frozen=True)
 class CompletionRequest:
-    """One chat completion. `json_schema` constrains the output (grammar / guided decoding)."""
+    """One chat completion. `json_schema` constrains the output (grammar / guided decoding).
+
+    `max_tokens` / `temperature` left as None take the backend's defaults (from settings).
+    """
 
     messages: tuple[Message, ...]
     json_schema: dict[str, Any] | None = None
@@ -27,9 +40,15 @@ class CompletionRequest:
         json_schema: dict[str, Any] | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        seed: int = 0,
     ) -> CompletionRequest:
-        return CompletionRequest(tuple(dict(m) for m in messages), json_schema, max_tokens,
-                                 temperature)
+        return CompletionRequest(
+            tuple(dict(m) for m in messages), json_schema, max_tokens, temperature, seed
+        )
+
+    def with_(self, **changes: Any) -> CompletionRequest:
+        """A copy with some fields changed (e.g. a new seed for a re-sample)."""
+        return replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -44,7 +63,12 @@ class Completion:
 
 @dataclass
 class Usage:
-    """Counters a flow reports: model calls, cache hits, tokens."""
+    """Counters a flow reports.
+
+    `calls` counts answered requests, cache hits included; `cached_calls` those answered
+    from the cache; `failed_calls` requests that raised. Tokens and seconds are what the
+    model actually spent: cache hits add neither tokens nor model time.
+    """
 
     calls: int = 0
     cached_calls: int = 0
@@ -53,6 +77,31 @@ class Usage:
     completion_tokens: int = 0
     seconds: float = 0.0
     by_model: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def model_calls(self) -> int:
+        """Requests that reached a model (not served from the cache)."""
+        return self.calls - self.cached_calls
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __sub__(self, other: Usage) -> Usage:
+        """What was spent between two snapshots: `after - before`."""
+        return Usage(
+            calls=self.calls - other.calls,
+            cached_calls=self.cached_calls - other.cached_calls,
+            failed_calls=self.failed_calls - other.failed_calls,
+            prompt_tokens=self.prompt_tokens - other.prompt_tokens,
+            completion_tokens=self.completion_tokens - other.completion_tokens,
+            seconds=self.seconds - other.seconds,
+            by_model={
+                m: n - other.by_model.get(m, 0)
+                for m, n in self.by_model.items()
+                if n - other.by_model.get(m, 0)
+            },
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +114,11 @@ class Usage:
         }
 
 
+class LLMRequestError(LLMCallError):
+    """The request itself was refused (prompt longer than the context, bad parameters,
+    wrong API key): sending it again cannot help, so retry layers do not."""
+
+
 @runtime_checkable
 class ChatModel(Protocol):
     """Anything that completes chat requests. Only the async core is required."""
@@ -74,16 +128,46 @@ class ChatModel(Protocol):
     async def acomplete(self, request: CompletionRequest) -> Completion: ...
 
 
+class ChatModelLayer:
+    """Base of the layers: wraps `inner`, keeps its model name, passes `aclose` down."""
+
+    def __init__(self, inner: ChatModel) -> None:
+        self.inner = inner
+        self.model_name = inner.model_name
+
+    async def acomplete(self, request: CompletionRequest) -> Completion:
+        return await self.inner.acomplete(request)
+
+    async def aclose(self) -> None:
+        await aclose_model(self.inner)
+
+
+async def aclose_model(model: ChatModel) -> None:
+    """Release what a model holds (HTTP connections, the loaded GGUF), if it holds any."""
+    close = getattr(model, "aclose", None)
+    if close is not None:
+        await close()
+
+
 def complete(model: ChatModel, request: CompletionRequest) -> Completion:
-    """Sync wrapper around the async core (for callers not already in an event loop)."""
-    return asyncio.run(model.acomplete(request))
+    """Sync wrapper around the async core (for callers not already in an event loop).
+
+    Inside a running loop (a notebook, an async framework) the call runs on a helper
+    thread with its own loop, because `asyncio.run` cannot nest.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(model.acomplete(request))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, model.acomplete(request)).result()
 
 
 async def acomplete_many(
     model: ChatModel, requests: Sequence[CompletionRequest], concurrency: int
 ) -> list[Completion | BaseException]:
     """Run requests with at most `concurrency` in flight; failures are returned, not raised,
-    so one bad chunk never sinks a batch."""
+    so one bad chunk never sinks a batch. Results are in the order of `requests`."""
     sem = asyncio.Semaphore(max(1, concurrency))
 
     async def one(req: CompletionRequest) -> Completion | BaseException:

@@ -1,0 +1,139 @@
+"""Persistent response cache: a re-run of the same prompts costs no model calls.
+
+Entries live in one SQLite file (WAL mode), so several processes and threads can share
+it; the key is the sha256 of everything that shapes the output (model, messages, schema,
+max_tokens, temperature, seed, plus `key_extra` such as the backend's defaults).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from core.llm.base import ChatModel, ChatModelLayer, Completion, CompletionRequest
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS completions (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    text TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    finish_reason TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+def cache_key(model_name: str, request: CompletionRequest, extra: Mapping[str, Any]) -> str:
+    """sha256 over a canonical JSON of the request; equal requests give equal keys."""
+    payload = {
+        "model": model_name,
+        "messages": list(request.messages),
+        "json_schema": request.json_schema,
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "seed": request.seed,
+        "extra": dict(extra),
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class CompletionStore:
+    """The SQLite table behind the cache; every method is thread-safe and blocking."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30.0)
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+            self._db.commit()
+
+    def get(self, key: str) -> Completion | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT model, text, prompt_tokens, completion_tokens, finish_reason "
+                "FROM completions WHERE key = ?",
+                (key,),
+            ).fetchone()
+        if row is None:
+            return None
+        model, text, prompt_tokens, completion_tokens, finish_reason = row
+        return Completion(text, model, prompt_tokens, completion_tokens, finish_reason, True)
+
+    def put(self, key: str, completion: Completion) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    completion.model,
+                    completion.text,
+                    completion.prompt_tokens,
+                    completion.completion_tokens,
+                    completion.finish_reason,
+                    time.time(),
+                ),
+            )
+            self._db.commit()
+
+    def __len__(self) -> int:
+        with self._lock:
+            (n,) = self._db.execute("SELECT COUNT(*) FROM completions").fetchone()
+        return int(n)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM completions")
+            self._db.commit()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class CachedChatModel(ChatModelLayer):
+    """Answers a request seen before from the SQLite file at `path` (`cached=True`, no
+    inner call); otherwise asks `inner` and stores the reply.
+
+    Put it outside the retry layer, so only validated output is stored. `key_extra` is
+    mixed into every key: pass what changes outputs without showing in the request (the
+    backend kind, its default max_tokens / temperature), so changing it misses the cache.
+    """
+
+    def __init__(
+        self, inner: ChatModel, path: Path, *, key_extra: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(inner)
+        self.store = CompletionStore(path)
+        self.key_extra = dict(key_extra or {})
+
+    def key(self, request: CompletionRequest) -> str:
+        return cache_key(self.model_name, request, self.key_extra)
+
+    async def acomplete(self, request: CompletionRequest) -> Completion:
+        key = self.key(request)
+        # SQLite may wait on another process's write lock: keep the event loop free.
+        hit = await asyncio.to_thread(self.store.get, key)
+        if hit is not None:
+            return hit
+        result = await self.inner.acomplete(request)
+        await asyncio.to_thread(self.store.put, key, replace(result, cached=False))
+        return result
+
+    async def aclose(self) -> None:
+        self.store.close()
+        await super().aclose()

@@ -1,0 +1,69 @@
+"""Build the chat model the settings describe: a backend wrapped in the layers.
+
+    usage counters -> cache (if llm_cache) -> retries -> concurrency limit -> backend
+
+Counting is outermost so cache hits count as calls; the cache sits outside the retries so
+only validated output is stored; the limit is innermost so a request waiting out a
+backoff holds no slot.
+"""
+
+from __future__ import annotations
+
+from core.llm.base import ChatModel
+from core.llm.cache import CachedChatModel
+from core.llm.limit import ConcurrencyLimitedChatModel
+from core.llm.retry import RetryingChatModel
+from core.llm.usage import UsageCountingChatModel
+from core.settings import Settings
+
+
+def make_backend(settings: Settings) -> ChatModel:
+    """The bare backend (no layers) for `settings.llm_backend`."""
+    if settings.llm_backend == "openai":
+        from core.llm.openai_compat import OpenAICompatChatModel
+
+        return OpenAICompatChatModel(
+            settings.llm_base_url,
+            settings.llm_model,
+            api_key=settings.llm_api_key.get_secret_value() or None,
+            timeout_s=settings.llm_timeout_s,
+            max_tokens=settings.llm_max_tokens,
+            temperature=settings.llm_temperature,
+        )
+    from core.llm.local import LlamaCppChatModel
+    from core.model_files import find_model
+
+    return LlamaCppChatModel(
+        find_model(settings),
+        model_name=settings.llm_model,
+        n_ctx=settings.llm_context,
+        n_threads=settings.llm_threads,
+        max_tokens=settings.llm_max_tokens,
+        temperature=settings.llm_temperature,
+    )
+
+
+def make_chat_model(
+    settings: Settings, backend: ChatModel | None = None
+) -> UsageCountingChatModel:
+    """The chat model for `settings`; `.usage` holds its counters.
+
+    `backend` replaces the configured one (tests pass a `ScriptedChatModel`). Raises
+    `ModelNotFoundError` at once when the local backend's GGUF is missing.
+    """
+    model = backend if backend is not None else make_backend(settings)
+    # One llama.cpp context runs one request at a time; more in flight only queue.
+    limit = settings.llm_concurrency if settings.llm_backend == "openai" else 1
+    model = ConcurrencyLimitedChatModel(model, limit)
+    model = RetryingChatModel(model, max_retries=settings.llm_max_retries)
+    if settings.llm_cache:
+        model = CachedChatModel(
+            model,
+            settings.cache_dir / "llm.sqlite",
+            key_extra={
+                "backend": settings.llm_backend,
+                "max_tokens": settings.llm_max_tokens,
+                "temperature": settings.llm_temperature,
+            },
+        )
+    return UsageCountingChatModel(model)

@@ -1,0 +1,135 @@
+"""In-process backend: llama-cpp-python on a GGUF file (the embedded default).
+
+llama.cpp contexts are not thread-safe, so one model runs one request at a time, on its
+own worker thread; the event loop stays free while it generates. The chat template comes
+from the GGUF itself. A `json_schema` becomes a llama.cpp grammar, so the output is JSON
+shaped by the schema (llama-cpp-python falls back to plain JSON for schema features its
+converter lacks; the retry layer validates against the schema either way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError, LLMCallError, ModelNotFoundError
+from core.llm.base import Completion, CompletionRequest, LLMRequestError
+
+
+def _load_llama(path: Path, n_ctx: int, n_threads: int) -> Any:
+    try:
+        from llama_cpp import Llama
+    except ImportError as exc:  # an optional native build; say how to get it
+        raise ConfigError(
+            f"llama-cpp-python is not importable: {exc}",
+            hint="install it (`pip install llama-cpp-python==0.3.36`, built from source) or "
+            "use a server: KGRAG_LLM_BACKEND=openai",
+        ) from exc
+    try:
+        return Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            verbose=False,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise ModelNotFoundError(
+            f"llama.cpp could not load {path}: {exc}",
+            hint="the file may be incomplete: run `kgrag models install` again",
+        ) from exc
+
+
+class LlamaCppChatModel:
+    """Chat completions from a local GGUF via llama-cpp-python.
+
+        >>> model = LlamaCppChatModel(Path("qwen.gguf"), model_name="qwen2.5-coder-0.5b")
+        >>> model.model_name
+        'qwen2.5-coder-0.5b'
+
+    The model loads on the first request (a few hundred MB, about a second), not here.
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        model_name: str | None = None,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        max_tokens: int = 768,
+        temperature: float = 0.0,
+    ) -> None:
+        self.model_path = Path(model_path)
+        self.model_name = model_name or self.model_path.stem
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self._llama: Any = None
+        self._lock = threading.Lock()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
+
+    async def acomplete(self, request: CompletionRequest) -> Completion:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, self.complete_blocking, request)
+
+    def complete_blocking(self, request: CompletionRequest) -> Completion:
+        """The same completion, on the calling thread (blocks; serialised by a lock)."""
+        kwargs: dict[str, Any] = {
+            "messages": [dict(m) for m in request.messages],
+            "max_tokens": request.max_tokens or self.max_tokens,
+            "temperature": (
+                self.temperature if request.temperature is None else request.temperature
+            ),
+            "seed": request.seed,
+        }
+        if request.json_schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
+        with self._lock:
+            llama = self._loaded()
+            try:
+                response = llama.create_chat_completion(**kwargs)
+            except ValueError as exc:  # llama-cpp-python's "exceed context window" and kin
+                raise LLMRequestError(
+                    f"{self.model_name} refused the request: {exc}",
+                    hint="shorten the prompt (smaller chunks) or raise KGRAG_LLM_CONTEXT",
+                ) from exc
+            except RuntimeError as exc:
+                raise LLMCallError(f"{self.model_name} failed: {exc}") from exc
+        return self._completion(response)
+
+    def _loaded(self) -> Any:
+        if self._llama is None:
+            if not self.model_path.is_file():
+                raise ModelNotFoundError(
+                    f"model file {self.model_path} does not exist",
+                    hint="run: kgrag models install (or make setup)",
+                )
+            self._llama = _load_llama(self.model_path, self.n_ctx, self.n_threads)
+        return self._llama
+
+    def _completion(self, response: dict[str, Any]) -> Completion:
+        choice = response["choices"][0]
+        usage = response.get("usage") or {}
+        return Completion(
+            text=choice["message"].get("content") or "",
+            model=self.model_name,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            finish_reason=str(choice.get("finish_reason") or "stop"),
+        )
+
+    async def aclose(self) -> None:
+        """Free the loaded model (it loads again on the next request)."""
+        await asyncio.get_running_loop().run_in_executor(self._worker, self._unload)
+
+    def _unload(self) -> None:
+        with self._lock:
+            llama, self._llama = self._llama, None
+        if llama is not None:
+            llama.close()

@@ -1,0 +1,97 @@
+"""The real local model (Qwen2.5-Coder-0.5B via llama-cpp-python); marked `llm`.
+
+The GGUF is assembled once per machine into $KGRAG_TEST_MODELS_DIR (default
+<repo>/data/models) and reused by later runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from core.llm.base import CompletionRequest, LLMRequestError, complete
+from core.llm.factory import make_chat_model
+from core.llm.local import LlamaCppChatModel
+from core.model_files import assemble_model
+from core.settings import load_settings
+
+pytestmark = pytest.mark.llm
+
+REPO = Path(__file__).resolve().parents[2]
+KG_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "entities": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "type": {"type": "string"}},
+                "required": ["name", "type"],
+            },
+        },
+        "triples": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "subject": {"type": "string"},
+                    "predicate": {"type": "string"},
+                    "object": {"type": "string"},
+                },
+                "required": ["subject", "predicate", "object"],
+            },
+        },
+    },
+    "required": ["entities", "triples"],
+}
+EXTRACT = CompletionRequest.of(
+    [
+        {"role": "system", "content": "Extract the entities and relation triples of the text "
+         "as JSON with keys `entities` (name, type) and `triples` (subject, predicate, object)."},
+        {"role": "user", "content": "Marie Curie was born in Warsaw. In 1903 she won the Nobel "
+         "Prize in Physics together with Pierre Curie."},
+    ],
+    json_schema=KG_SCHEMA,
+    max_tokens=200,
+)
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    models_dir = Path(os.environ.get("KGRAG_TEST_MODELS_DIR", REPO / "data" / "models"))
+    return assemble_model(load_settings(), "0.5b", models_dir=models_dir)
+
+
+def test_extraction_is_schema_valid_json_and_the_rerun_is_cached(
+    model_path: Path, tmp_path: Path
+) -> None:
+    settings = load_settings(data_dir=tmp_path, llm_model_path=model_path, llm_context=2048)
+    model = make_chat_model(settings)
+
+    first = complete(model, EXTRACT)
+    data = json.loads(first.text)
+    jsonschema.validate(data, KG_SCHEMA)
+    assert data["triples"], first.text
+    names = " ".join(t["subject"] + " " + t["object"] for t in data["triples"])
+    assert "Curie" in names
+    assert first.completion_tokens > 0 and not first.cached
+
+    start = time.perf_counter()
+    again = complete(model, EXTRACT)
+    assert again.cached and again.text == first.text
+    assert time.perf_counter() - start < 1.0
+    u = model.usage
+    assert (u.calls, u.cached_calls, u.completion_tokens) == (2, 1, first.completion_tokens)
+
+
+def test_a_prompt_longer_than_the_context_is_refused_clearly(model_path: Path) -> None:
+    model = LlamaCppChatModel(model_path, n_ctx=512)
+    long = CompletionRequest.of([{"role": "user", "content": "word " * 2000}], max_tokens=8)
+    with pytest.raises(LLMRequestError) as info:
+        complete(model, long)
+    assert "KGRAG_LLM_CONTEXT" in info.value.hint
