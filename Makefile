@@ -35,8 +35,13 @@ $(MODEL): | $(STAMP)
 
 setup: $(STAMP) $(MODEL)
 
+SAMPLES := ingest/samples
+
 demo: setup
 	$(BIN)/kgrag services start
+	$(BIN)/kgrag ingest $(SAMPLES)
+	$(BIN)/kgrag graph stats
+	$(BIN)/kgrag cypher "MATCH (s:Entity)-[r:RELATES]->(o:Entity) RETURN s.name AS subject, r.predicate AS predicate, o.name AS object, r.judge_score AS support ORDER BY support DESC LIMIT 15"
 	$(BIN)/kgrag doctor
 
 test: setup
