@@ -1,0 +1,95 @@
+"""The `kgrag` command line as a user runs it (in-process via Typer's runner, real parts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import app
+from tests.flows.conftest import write_corpus
+
+runner = CliRunner()
+
+
+def kgrag(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_help_lists_the_commands() -> None:
+    code, out, _ = kgrag("--help")
+    assert code == 0
+    for cmd in ("ingest", "cypher", "doctor", "services", "delete", "graph"):
+        assert cmd in out
+
+
+def test_config_json_lists_every_setting_with_its_env_var() -> None:
+    code, out, _ = kgrag("config", "--json")
+    rows = json.loads(out)
+    assert code == 0
+    by_env = {r["env"]: r for r in rows}
+    assert by_env["KGRAG_GRAPH_BACKEND"]["value"] == "falkor"
+    assert all(r["description"] for r in rows)
+
+
+def kgrag_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """The installed console script, as a user's shell runs it."""
+    exe = Path(sys.executable).parent / "kgrag"
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ))
+
+
+def test_bad_setting_is_one_line_with_a_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KGRAG_LLM_BACKEND", "gpt5")
+    proc = kgrag_process("config")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "KGRAG_LLM_BACKEND" in proc.stderr and "fix:" in proc.stderr
+
+
+def test_ingest_missing_path_says_so(kgrag_env: Path) -> None:
+    code, _, err = kgrag("ingest", "/no/such/folder")
+    assert code == 2 and "no such file or folder" in err
+
+
+@pytest.mark.services
+def test_ingest_json_then_cypher_json_and_read_only(kgrag_env: Path, tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus")
+    code, out, _ = kgrag("ingest", str(corpus), "--no-extract", "--json")
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["new"] == 3 and summary["failed"] == []
+
+    code, out, _ = kgrag("cypher", "MATCH (d:Document) RETURN d.title AS title ORDER BY title",
+                         "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["columns"] == ["title"]
+    assert [r["title"] for r in result["rows"]] == ["Albert Einstein", "curie", "danube"]
+
+    code, out, _ = kgrag("cypher", "MATCH (d:Document) RETURN d.id AS id", "--limit", "1",
+                         "--json")
+    assert len(json.loads(out)["rows"]) == 1
+
+    proc = kgrag_process("cypher", "MATCH (d:Document) DETACH DELETE d")
+    assert proc.returncode == 2 and "read-only" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    code, out, _ = kgrag("graph", "stats", "--json")
+    assert json.loads(out)["nodes"]["Document"] == 3
+
+    code, out, _ = kgrag("cypher", "MATCH (d:Document {title: $t}) RETURN d.id AS id",
+                         "-p", 't="danube"', "--json")
+    doc_id = json.loads(out)["rows"][0]["id"]
+    code, out, _ = kgrag("delete", doc_id, "nope", "--json")
+    report = json.loads(out)
+    assert report["documents"] == 1 and report["not_found"] == ["nope"]
+    code, out, _ = kgrag("graph", "stats", "--json")
+    assert json.loads(out)["nodes"]["Document"] == 2
