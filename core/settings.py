@@ -162,6 +162,66 @@ class Settings(BaseSettings):
         "one type merge."
     )
 
+    # --- question answering --------------------------------------------------------------
+    qa_mode: Literal["auto", "rag", "tog", "direct"] = Field(
+        default="auto", description="`auto`: the router picks per question; `rag`: chunk "
+        "retrieval; `tog`: Think-on-Graph multi-hop search; `direct`: no retrieval."
+    )
+    qa_router: Literal["heuristic", "llm"] = Field(
+        default="heuristic", description="How `auto` routes (Adaptive-RAG): `heuristic` (no "
+        "LLM call) or `llm` (one call classifying the question)."
+    )
+    link_threshold: float = Field(
+        default=0.6, ge=0, le=1, description="Least score (fuzzy name match or embedding "
+        "cosine) at which a span of the question links to a graph entity."
+    )
+    link_max_entities: int = Field(
+        default=3, gt=0, description="Most topic entities a question starts the search from."
+    )
+    tog_width: int = Field(
+        default=3, gt=0, description="Think-on-Graph beam width W: relations kept per "
+        "frontier entity and paths kept per depth."
+    )
+    tog_depth: int = Field(default=3, gt=0, description="Think-on-Graph maximum depth D.")
+    tog_entities_per_relation: int = Field(
+        default=5, gt=0, description="Neighbours followed along each kept relation."
+    )
+    tog_pruning: Literal["llm", "embedding", "bm25"] = Field(
+        default="embedding", description="How relations and paths are scored: `embedding` "
+        "(cosine to the question, no LLM call), `bm25`, or `llm` (one call per pruning step)."
+    )
+    tog_sufficiency: Literal["llm", "heuristic"] = Field(
+        default="llm", description="The stop check after each depth: `llm` (one yes/no call) "
+        "or `heuristic` (the kept paths cover the question's content words)."
+    )
+    tog_chunks: int = Field(
+        default=4, ge=0, description="Source chunks the reached entities bring into the "
+        "context (ToG-2 / KAG: paths + text)."
+    )
+    rag_top_k: int = Field(default=4, gt=0, description="Chunks chunk retrieval returns.")
+    answer_max_tokens: int = Field(
+        default=384, gt=0, description="Completion budget of the answer generation call."
+    )
+    grounding: Literal["llm", "embedding", "off"] = Field(
+        default="llm", description="GroundingVerifier backend (MiniCheck style): `llm` (one "
+        "call per sentence and evidence piece), `embedding` (no LLM call), or `off`."
+    )
+    grounding_model: str = Field(
+        default="", description="A dedicated checker model served at llm_base_url (e.g. "
+        "Bespoke-MiniCheck-7B on vLLM); empty: the configured LLM."
+    )
+    grounding_threshold: float = Field(
+        default=0.5, ge=0, le=1, description="Sentences scoring below this are unsupported."
+    )
+    relevance_threshold: float = Field(
+        default=0.3, ge=0, le=1, description="KALMV diagnosis: evidence whose best cosine to "
+        "the question is below this is a retrieval error."
+    )
+    verify_max_rounds: int = Field(
+        default=1, ge=0, description="Most rectify rounds (re-retrieve or regenerate) after "
+        "the first answer."
+    )
+
     @field_validator("data_dir", "llm_model_path", mode="after")
     @classmethod
     def _expand(cls, v: Path | None) -> Path | None:
@@ -188,6 +248,11 @@ class Settings(BaseSettings):
     def run_dir(self) -> Path:
         """Pid files, ports and logs of the embedded services."""
         return self.data_dir / "run"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Summaries of past ingest runs (JSON), newest listed first by the UI."""
+        return self.data_dir / "runs"
 
     @property
     def cache_dir(self) -> Path:

@@ -29,7 +29,7 @@ from core.settings import Settings, get_settings
 from flows.components import CHUNK_INDEX, Components
 from flows.graph_build import GraphBuilder
 from flows.progress import report
-from flows.summary import IngestSummary, Problem
+from flows.summary import IngestSummary, Problem, save_run_summary
 from ingest.config import IngestConfig
 
 
@@ -160,13 +160,17 @@ def ingest_corpus(
     do_extract = settings.extract if extract is None else extract
     config = ingest_config(settings, text_field, id_field, title_field)
     c = Components.from_settings(settings)
-    s = IngestSummary()
+    s = IngestSummary(sources=list(sources))
     t_start = time.perf_counter()
     try:
         run_stages(c, config, sources, do_extract, s)
+    except BaseException as exc:
+        s.error = f"{type(exc).__name__}: {exc}"
+        raise
     finally:
         s.seconds = round(time.perf_counter() - t_start, 3)
         c.close()
+        save_run_summary(s, settings.runs_dir)
     try:
         create_markdown_artifact(markdown=s.to_markdown(), key="ingest-summary",
                                  description="ingest_corpus run summary")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -17,6 +21,9 @@ class Problem:
 
 @dataclass
 class IngestSummary:
+    sources: list[str] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
+    error: str = ""  # set when the run itself died; what landed before it stays
     documents_seen: int = 0
     new: int = 0
     unchanged: int = 0
@@ -72,3 +79,26 @@ class IngestSummary:
                 if len(items) > 200:
                     lines.append(f"- ... and {len(items) - 200} more")
         return "\n".join(lines)
+
+
+def save_run_summary(summary: IngestSummary, runs_dir: Path) -> Path:
+    """Keep the summary as `runs_dir/<start time>.json` (the UI's list of recent runs)."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(summary.started_at))
+    path = runs_dir / f"ingest-{stamp}-{os.getpid()}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(summary.to_json(), indent=1, ensure_ascii=False))
+    tmp.replace(path)
+    return path
+
+
+def recent_runs(runs_dir: Path, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest saved summaries first."""
+    files = sorted(runs_dir.glob("ingest-*.json"), reverse=True)[:limit]
+    runs = []
+    for f in files:
+        try:
+            runs.append(json.loads(f.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return runs
