@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from app import cli_graph, cli_ingest, cli_services
+from app import cli_ask, cli_graph, cli_ingest, cli_services
 from app.console import fail, out, print_json
 from core.errors import KgragError
 from core.settings import Settings, get_settings
@@ -25,6 +25,7 @@ app.add_typer(cli_graph.graph, name="graph")
 app.command("ingest")(cli_ingest.ingest)
 app.command("delete")(cli_ingest.delete)
 app.command("cypher")(cli_graph.cypher)
+app.command("ask")(cli_ask.ask)
 
 
 @app.command()
@@ -76,6 +77,25 @@ def config(
     for r in rows:
         table.add_row(r["env"], r["value"], r["description"])
     out.print(table)
+
+
+@app.command()
+def ui(
+    port: int = typer.Option(8501, help="Port on 127.0.0.1."),
+    open_browser: bool = typer.Option(False, "--open", help="Open a browser tab."),
+) -> None:
+    """Start the Streamlit app on 127.0.0.1 (Ask, Graph explorer, Cypher, Ingest, Evaluation)."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent / "ui.py"
+    out.print(f"kgrag UI on [bold]http://127.0.0.1:{port}[/] (Ctrl-C stops it)")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script),
+           "--server.address", "127.0.0.1", "--server.port", str(port),
+           "--server.headless", str(not open_browser).lower(),
+           "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "false",
+           "--client.toolbarMode", "minimal"]
+    raise typer.Exit(subprocess.call(cmd))
 
 
 def main() -> None:

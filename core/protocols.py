@@ -82,6 +82,7 @@ class GraphStore(Protocol):
         self, entity_id: str, predicate: str | None = None, limit: int = 50
     ) -> list[Neighbour]: ...
     def chunks_mentioning(self, entity_ids: Sequence[str], limit: int = 10) -> list[Chunk]: ...
+    def entity_documents(self, entity_id: str, limit: int = 50) -> list[Document]: ...
     def delete_documents(self, doc_ids: Sequence[str]) -> DeleteReport: ...
     def read_query(
         self,
@@ -101,8 +102,11 @@ class GraphStore(Protocol):
 
 @runtime_checkable
 class Embedder(Protocol):
-    model_name: str
-    dimension: int
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised float32 vectors, shape (len(texts), dimension)."""

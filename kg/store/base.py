@@ -240,6 +240,12 @@ class CypherGraphStore(ABC):
         rows = self._read(queries.CHUNKS_MENTIONING, {"ids": ids, "limit": int(limit)})
         return [_chunk(r) for r in rows]
 
+    def entity_documents(self, entity_id: str, limit: int = 50) -> list[Document]:
+        """Documents whose chunks mention the entity, most mentions first."""
+        rows = self._read(queries.ENTITY_DOCUMENTS, {"id": entity_id, "limit": int(limit)})
+        return [Document(id=r["id"], source=r["source"] or "", title=r["title"] or "",
+                         sha256=r["sha256"] or "") for r in rows]
+
     def stats(self) -> GraphStats:
         nodes = dict.fromkeys(queries.NODE_LABELS, 0)
         for r in self._read(queries.NODE_COUNTS, {}):

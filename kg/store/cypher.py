@@ -181,6 +181,13 @@ ORDER BY confidence DESC, id, predicate
 LIMIT $limit
 """
 
+ENTITY_DOCUMENTS = """
+MATCH (:Entity {id: $id})-[:MENTIONED_IN]->(c:Chunk)-[:PART_OF]->(d:Document)
+RETURN d.id AS id, d.source AS source, d.title AS title, d.sha256 AS sha256, count(c) AS n
+ORDER BY n DESC, title
+LIMIT $limit
+"""
+
 CHUNKS_MENTIONING = f"""
 UNWIND $ids AS eid
 MATCH (e:Entity {{id: eid}})-[:MENTIONED_IN]->(c:Chunk)

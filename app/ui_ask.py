@@ -1,0 +1,109 @@
+"""Ask page: a question in; the answer with inline citations, per-sentence verdicts,
+evidence with the cited span highlighted, reasoning paths drawn, cost and latency."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import streamlit as st
+
+from app.ui_common import components, dot_graph, page
+from core.answer import Answer, Evidence, Sentence
+
+BADGES = {"supported": ":green-badge[supported]", "unsupported": ":red-badge[unsupported]",
+          "unverified": ":gray-badge[unverified]"}
+MODES = {"auto": "auto (router decides)", "rag": "chunk RAG", "tog": "Think-on-Graph",
+         "direct": "no retrieval"}
+_WORD = re.compile(r"\w+")
+
+
+def ask(question: str, mode: str) -> Answer:
+    from flows.qa import answer_question
+
+    return answer_question(question, mode=mode, components=components())
+
+
+def best_span(chunk: str, claim: str) -> tuple[int, int]:
+    """The chunk sentence sharing most words with the claim (what the citation points at)."""
+    words = {w.casefold() for w in _WORD.findall(claim)}
+    best, span = -1, (0, 0)
+    for m in re.finditer(r"[^.!?]+[.!?]?", chunk):
+        overlap = len(words & {w.casefold() for w in _WORD.findall(m.group())})
+        if overlap > best:
+            best, span = overlap, (m.start(), m.end())
+    return span
+
+
+def highlighted(ev: Evidence, claims: list[str]) -> str:
+    spans = sorted({best_span(ev.text, c) for c in claims})
+    out, pos = [], 0
+    for start, end in spans:
+        if start < pos:
+            continue
+        out += [html.escape(ev.text[pos:start]), "<mark>", html.escape(ev.text[start:end]),
+                "</mark>"]
+        pos = end
+    out.append(html.escape(ev.text[pos:]))
+    return "".join(out)
+
+
+def sentence_line(s: Sentence, markers: dict[str, str]) -> str:
+    cites = "".join(f"[{markers[c]}]" for c in s.citations if c in markers)
+    v = s.verification
+    score = f" {v.score:.2f}" if v.score is not None else ""
+    return f"{s.text} **{cites}** {BADGES.get(v.label, v.label)}{score}"
+
+
+def show_answer(a: Answer) -> None:
+    markers = {e.id: e.marker for e in a.evidence} | {f.id: f.marker for f in a.facts}
+    if a.cannot_answer:
+        st.warning("The sources do not support an answer.")
+    for s in a.sentences or [Sentence(text=a.answer)]:
+        st.markdown(sentence_line(s, markers))
+    c = st.columns(5)
+    c[0].metric("mode", a.mode)
+    c[1].metric("LLM calls", a.cost.llm_calls)
+    c[2].metric("tokens", a.cost.prompt_tokens + a.cost.completion_tokens)
+    c[3].metric("seconds", f"{a.cost.seconds:.1f}")
+    c[4].metric("supported", f"{a.support:.0%}")
+    if a.rounds:
+        st.caption("Verification rounds: " + "; ".join(
+            f"{r.index}: {r.diagnosis} -> {r.action}" for r in a.rounds))
+    if a.paths:
+        st.subheader("Reasoning paths")
+        edges = [(t.subject, t.predicate, t.object) for p in a.paths for t in p.triples]
+        st.graphviz_chart(dot_graph(edges, highlight={t.name for t in a.topic_entities}))
+        for step in a.steps:
+            kept = ", ".join(k.name for k in step.kept) or "—"
+            st.caption(f"depth {step.depth}: frontier "
+                       f"{', '.join(f.name for f in step.frontier)}; kept {kept}; "
+                       f"sufficient: {step.sufficient} {step.note}")
+    if a.facts:
+        st.subheader("Facts")
+        for f in a.facts:
+            st.markdown(f"**[{f.marker}]** {f.triple.text()} (from `{f.triple.chunk_id}`)")
+    if a.evidence:
+        st.subheader("Evidence")
+        for ev in a.evidence:
+            claims = [s.text for s in a.sentences if ev.id in s.citations]
+            with st.expander(f"[{ev.marker}] {ev.doc_id} — {ev.source}, score {ev.score:.2f}",
+                             expanded=bool(claims)):
+                st.markdown(highlighted(ev, claims), unsafe_allow_html=True)
+                st.caption(f"chunk `{ev.id}`")
+
+
+@page
+def render() -> None:
+    st.title("Ask")
+    with st.form("ask"):
+        question = st.text_input("Question", placeholder="Who shared the 1903 Nobel Prize in "
+                                 "Physics with Marie Curie?")
+        mode = st.selectbox("Mode", list(MODES), format_func=MODES.__getitem__)
+        submitted = st.form_submit_button("Ask", type="primary")
+    if submitted and question.strip():
+        with st.spinner("Thinking on the graph ..."):
+            st.session_state["answer"] = ask(question.strip(), mode)
+    answer = st.session_state.get("answer")
+    if answer is not None:
+        show_answer(answer)
