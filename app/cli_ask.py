@@ -1,0 +1,104 @@
+"""`kgrag ask`: answer a question with citations, reasoning paths, verdicts and cost."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import typer
+from rich.markup import escape
+
+from app.console import err, out, print_json
+from core.answer import Answer, ReasoningPath
+
+
+class AskModeChoice(StrEnum):
+    auto = "auto"
+    rag = "rag"
+    tog = "tog"
+    direct = "direct"
+
+
+_MARK = {"supported": "[green]supported[/]", "unsupported": "[red]unsupported[/]",
+         "unverified": "[dim]unverified[/]"}
+
+
+def markers(answer: Answer) -> dict[str, str]:
+    """Source id -> the marker shown to the model and to the user ("1", "T1")."""
+    table = {e.id: e.marker for e in answer.evidence}
+    table.update({f.id: f.marker for f in answer.facts})
+    return table
+
+
+def path_line(path: ReasoningPath) -> str:
+    """ "Marie Curie -married-> Pierre Curie <-worked with- Henri Becquerel"."""
+    triples = path.triples
+    if not triples:
+        return ""
+    first = triples[0]
+    # The path starts at the end of the first triple that the second does not continue from.
+    shared = {triples[1].subject_id, triples[1].object_id} if len(triples) > 1 else set()
+    current = first.object_id if first.subject_id in shared else first.subject_id
+    line = first.object if current == first.object_id else first.subject
+    for t in triples:
+        if t.subject_id == current:
+            line += f" -{t.predicate}-> {t.object}"
+            current = t.object_id
+        else:
+            line += f" <-{t.predicate}- {t.subject}"
+            current = t.subject_id
+    return line
+
+
+def print_answer(answer: Answer) -> None:
+    mark = markers(answer)
+    out.print(f"[bold]Q:[/] {escape(answer.question)}")
+    out.print(f"[dim]mode {answer.mode} ({escape(answer.route)})[/]")
+    out.print()
+    for s in answer.sentences:
+        cites = "".join(f"[{mark[c]}]" for c in s.citations if c in mark)
+        v = s.verification
+        score = f" {v.score:.2f}" if v.score is not None else ""
+        out.print(f"{escape(s.text)} [cyan]{escape(cites)}[/]  {_MARK[v.label]}{score}")
+    if answer.evidence or answer.facts:
+        out.print("\n[bold]Sources[/]")
+        for e in answer.evidence:
+            preview = " ".join(e.text.split())[:160]
+            out.print(f"  [cyan]\\[{e.marker}][/] {escape(preview)}"
+                      f"{'...' if len(e.text) > 160 else ''} [dim]({e.id}, {e.doc_id}, "
+                      f"{e.source}, {e.score:.2f})[/]")
+        for f in answer.facts:
+            src = mark.get(f.triple.chunk_id)
+            where = f" [dim](from [{src}])[/]" if src else ""
+            out.print(f"  [cyan]\\[{f.marker}][/] {escape(f.triple.text())}{where}")
+    if answer.paths:
+        out.print("\n[bold]Reasoning paths[/]")
+        for i, p in enumerate(answer.paths, 1):
+            out.print(f"  {i}. {escape(path_line(p))} [dim](score {p.score:.2f})[/]")
+    rounds = ", ".join(f"{r.action}: {r.diagnosis}" for r in answer.rounds)
+    if rounds:
+        out.print(f"\n[bold]Verification[/]: support {answer.support:.0%}; "
+                  f"diagnosis {answer.diagnosis} ({escape(rounds)})")
+    c = answer.cost
+    out.print(f"[bold]Cost[/]: {c.llm_calls} LLM calls ({c.cached_calls} cached), "
+              f"{c.prompt_tokens} prompt + {c.completion_tokens} completion tokens, "
+              f"LLM {c.llm_seconds:.1f}s, total {c.seconds:.1f}s")
+
+
+def ask(
+    question: str = typer.Argument(..., help="The question, in quotes."),
+    mode: AskModeChoice | None = typer.Option(
+        None, "--mode", help="auto: the router decides; rag: chunk retrieval; tog: "
+        "Think-on-Graph; direct: no retrieval (default: the qa_mode setting)."),
+    json_out: bool = typer.Option(False, "--json", help="The answer as one JSON document."),
+) -> None:
+    """Answer a question from the graph and the documents: each sentence cites its sources
+    and is checked against them; prints reasoning paths, verdicts and cost."""
+    from flows.qa import ask as ask_question
+
+    if not json_out:
+        err.print("[dim]thinking...[/]")
+    answer = ask_question(question, mode.value if mode else None)
+    if json_out:
+        print_json(answer.to_json())
+    else:
+        print_answer(answer)

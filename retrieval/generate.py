@@ -1,0 +1,192 @@
+"""Answer generation with sentence citations.
+
+The evidence is numbered for the model — chunks as [1], [2], ..., graph facts as [T1],
+[T2], ... — and one schema-constrained call returns short sentences, each with the markers
+it rests on. Markers map back to chunk ids and triple ids; markers that name no source are
+dropped. When the sources do not hold the answer the model sets `cannot_answer` and says
+so ("The sources do not say ...") instead of guessing.
+
+    >>> sources = Sources.number([], [])
+    >>> sources.resolve(["1", "T9"])
+    []
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.answer import Evidence, Fact, Sentence, Triple
+from core.llm.base import ChatModel
+from retrieval import prompts
+from retrieval.chunk_rag import ScoredChunk
+from retrieval.lexical import split_sentences
+from retrieval.llm_json import call_json
+
+_MARKER = re.compile(r"\[\s*((?:T\s*)?\d+)\s*\]", re.IGNORECASE)
+_CITATION_TOKEN = re.compile(r"(?:chk|tri)_[0-9a-f]{16}|[Tt]\s*\d+|\d+")
+_WH = ("who", "whom", "whose", "what", "which", "when", "where", "why", "how")
+
+
+@dataclass
+class Sources:
+    """The numbered evidence shown to the generator, and the way back from markers."""
+
+    evidence: list[Evidence] = field(default_factory=list)
+    facts: list[Fact] = field(default_factory=list)
+
+    @classmethod
+    def number(cls, chunks: Sequence[ScoredChunk], triples: Sequence[Triple]) -> Sources:
+        evidence = [Evidence(id=c.chunk.id, doc_id=c.chunk.doc_id, text=c.chunk.text,
+                             score=round(c.score, 4), marker=str(i + 1), source=c.source)
+                    for i, c in enumerate(chunks)]
+        seen: dict[str, Triple] = {}
+        for t in triples:
+            seen.setdefault(t.id, t)
+        facts = [Fact(id=tid, marker=f"T{i + 1}", triple=t)
+                 for i, (tid, t) in enumerate(seen.items())]
+        return cls(evidence, facts)
+
+    @property
+    def empty(self) -> bool:
+        return not self.evidence and not self.facts
+
+    def render(self, max_chunk_chars: int = 1200) -> str:
+        lines = []
+        for e in self.evidence:
+            text = " ".join(e.text.split())
+            if len(text) > max_chunk_chars:
+                text = text[:max_chunk_chars].rsplit(" ", 1)[0] + " ..."
+            lines.append(f"[{e.marker}] {text}")
+        lines += [f"[{f.marker}] {f.triple.text()}" for f in self.facts]
+        return "\n".join(lines)
+
+    def by_marker(self) -> dict[str, str]:
+        table = {e.marker: e.id for e in self.evidence}
+        table.update({f.marker.upper(): f.id for f in self.facts})
+        return table
+
+    def resolve(self, markers: Iterable[Any]) -> list[str]:
+        """Chunk / triple ids for citation markers ("1", "[2]", "T1", "chk_..."), in order,
+        without repeats; markers that name no source are dropped."""
+        table = self.by_marker()
+        known = set(table.values())
+        out: list[str] = []
+        for raw in markers:
+            for token in _CITATION_TOKEN.findall(str(raw)):
+                key = token.replace(" ", "").upper() if not token.startswith(("chk_", "tri_")) \
+                    else token
+                target = table.get(key) or (key if key in known else None)
+                if target and target not in out:
+                    out.append(target)
+        return out
+
+    def text_of(self, source_id: str) -> str:
+        for e in self.evidence:
+            if e.id == source_id:
+                return e.text
+        for f in self.facts:
+            if f.id == source_id:
+                return f.triple.text()
+        return ""
+
+
+@dataclass
+class Generated:
+    sentences: list[Sentence]
+    cannot_answer: bool = False
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.sentences)
+
+
+ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "cannot_answer": {"type": "boolean"},
+        "sentences": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"text": {"type": "string"},
+                               "citations": {"type": "array", "items": {"type": "string"}}},
+                "required": ["text", "citations"],
+            },
+        },
+    },
+    "required": ["cannot_answer", "sentences"],
+}
+
+DIRECT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"answer": {"type": "string"}},
+    "required": ["answer"],
+}
+
+
+def refusal(question: str) -> str:
+    """ "The sources do not say who ..." for a wh-question, a plain refusal otherwise."""
+    q = " ".join(question.strip().rstrip("?").split())
+    if q and q.split()[0].casefold() in _WH:
+        return prompts.CANNOT_ANSWER.format(what=q[0].lower() + q[1:])
+    return "The sources do not answer this question."
+
+
+def parse_sentences(items: Sequence[Any], sources: Sources) -> list[Sentence]:
+    """Model sentences -> `Sentence`s: inline [n] markers move into the citations, texts
+    with several sentences are split (each keeps the item's citations)."""
+    out: list[Sentence] = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        text = str(item.get("text", "")).strip()
+        cited = item.get("citations") or []
+        listed = sources.resolve(cited if isinstance(cited, list) else [cited])
+        for part in split_sentences(text) or ([text] if text else []):
+            inline = sources.resolve(_MARKER.findall(part))
+            clean = " ".join(_MARKER.sub("", part).split()).replace(" .", ".")
+            if clean:
+                out.append(Sentence(text=clean, citations=list(dict.fromkeys(inline + listed))))
+    return out
+
+
+class AnswerGenerator:
+    """One schema-constrained call: numbered sources in, cited sentences out."""
+
+    def __init__(self, llm: ChatModel, *, max_tokens: int = 384,
+                 max_chunk_chars: int = 1200) -> None:
+        self.llm = llm
+        self.max_tokens = max_tokens
+        self.max_chunk_chars = max_chunk_chars
+
+    def generate(self, question: str, sources: Sources, *, strict: bool = False
+                 ) -> Generated:
+        """Answer from `sources`; `strict` is the regeneration prompt after the verifier
+        found unsupported sentences."""
+        if sources.empty:
+            return Generated([Sentence(text=refusal(question))], cannot_answer=True)
+        system = prompts.ANSWER_SYSTEM + (prompts.ANSWER_STRICT if strict else "")
+        user = prompts.ANSWER_USER.format(sources=sources.render(self.max_chunk_chars),
+                                          question=question)
+        data = call_json(self.llm, system, user, ANSWER_SCHEMA, max_tokens=self.max_tokens,
+                         examples=[(prompts.ANSWER_EXAMPLE_USER,
+                                    prompts.ANSWER_EXAMPLE_OUTPUT)])
+        sentences = parse_sentences(data.get("sentences") or [], sources)
+        if data.get("cannot_answer") is True or not sentences:
+            first = sentences[0].text if sentences else ""
+            text = first if first.lower().startswith("the sources do not") else \
+                refusal(question)
+            return Generated([Sentence(text=text)], cannot_answer=True)
+        return Generated(sentences)
+
+    def direct(self, question: str) -> Generated:
+        """No retrieval (Adaptive-RAG route A): the model answers on its own."""
+        data = call_json(self.llm, prompts.DIRECT_SYSTEM,
+                         prompts.DIRECT_USER.format(question=question), DIRECT_SCHEMA,
+                         max_tokens=self.max_tokens)
+        text = " ".join(str(data.get("answer", "")).split())
+        parts = split_sentences(text) or ["(no answer)"]
+        return Generated([Sentence(text=p) for p in parts])

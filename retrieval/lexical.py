@@ -1,0 +1,91 @@
+"""Word-level text handling of question answering: tokens, content terms, sentences, BM25.
+
+A small own BM25 (Okapi, k1=1.5, b=0.75) instead of a dependency: the documents it ranks
+are a handful of relation and path texts per search step.
+
+    >>> BM25(["born in Warsaw", "married Pierre Curie"]).scores("Where was she born?")[0] > 0
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+
+STOPWORDS = frozenset([
+    "a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any",
+    "are", "as", "at", "be", "because", "been", "before", "being", "below", "between",
+    "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during",
+    "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her",
+    "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into",
+    "is", "it", "its", "itself", "just", "me", "more", "most", "my", "myself", "no", "nor",
+    "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "out",
+    "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the",
+    "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this",
+    "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were",
+    "what", "when", "where", "which", "while", "who", "whom", "whose", "why", "will",
+    "with", "would", "you", "your", "yours", "also", "tell", "please", "name",
+])
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased word tokens (letters and digits, any script)."""
+    return [t.casefold() for t in _TOKEN.findall(text)]
+
+
+def content_terms(text: str) -> list[str]:
+    """Tokens that carry meaning: no stopwords, no one-letter words."""
+    return [t for t in tokens(text) if t not in STOPWORDS and len(t) > 1]
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a text (a cheap splitter: ., ! or ? then a capital or a digit)."""
+    parts = [p.strip() for p in _SENTENCE.split(text.strip())]
+    return [p for p in parts if p]
+
+
+def coverage(question: str, text: str) -> float:
+    """Share of the question's content terms that occur in `text` (prefix match, so
+    "born" covers "birthplace" only if written alike — this is lexical, on purpose)."""
+    wanted = set(content_terms(question))
+    if not wanted:
+        return 1.0
+    have = set(tokens(text))
+    hit = sum(1 for w in wanted if w in have or any(h.startswith(w[:5]) for h in have
+                                                       if len(w) >= 5))
+    return hit / len(wanted)
+
+
+class BM25:
+    """Okapi BM25 over a small fixed set of documents."""
+
+    def __init__(self, documents: Sequence[str], k1: float = 1.5, b: float = 0.75) -> None:
+        self.k1, self.b = k1, b
+        self.docs = [Counter(content_terms(d)) for d in documents]
+        self.lengths = [sum(d.values()) for d in self.docs]
+        self.avg_len = (sum(self.lengths) / len(self.docs)) if self.docs else 0.0
+        df: Counter[str] = Counter()
+        for d in self.docs:
+            df.update(d.keys())
+        n = len(self.docs)
+        # The +1 keeps idf positive even for a term in every document (a 2-document corpus).
+        self.idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
+
+    def scores(self, query: str) -> list[float]:
+        terms = content_terms(query)
+        out = []
+        for doc, length in zip(self.docs, self.lengths, strict=True):
+            s = 0.0
+            norm = self.k1 * (1 - self.b + self.b * length / self.avg_len) if self.avg_len \
+                else self.k1
+            for t in terms:
+                f = doc.get(t, 0)
+                if f:
+                    s += self.idf[t] * f * (self.k1 + 1) / (f + norm)
+            out.append(s)
+        return out

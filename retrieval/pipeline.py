@@ -1,0 +1,302 @@
+"""Question answering end to end:
+
+    link topic entities -> route (direct | chunk RAG | Think-on-Graph) -> retrieve
+    -> answer with sentence citations -> verify each sentence -> diagnose (KALMV)
+    -> at most N rectify rounds (re-retrieve wider, or regenerate) -> `Answer`
+
+The stages are constructor arguments (protocol-typed), so each can be tested and swapped
+alone; `QuestionAnsweringPipeline.from_parts` wires the defaults the settings describe.
+
+    >>> qa = QuestionAnsweringPipeline.from_parts(settings, graph, embedder, llm,
+    ...                                           chunk_index, entity_index)  # doctest: +SKIP
+    >>> qa.ask("Who did Marie Curie marry?").answer                          # doctest: +SKIP
+    'Marie Curie married Pierre Curie.'
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from core.answer import (
+    Answer,
+    Cost,
+    LinkedEntityRecord,
+    Mode,
+    ReasoningPath,
+    Round,
+    SearchStep,
+    Sentence,
+)
+from core.errors import KgragError, LLMOutputError
+from core.llm.base import ChatModel, Usage
+from core.protocols import Embedder, GraphStore, VectorIndex
+from core.settings import Settings
+from retrieval.chunk_rag import ChunkRetriever, ScoredChunk
+from retrieval.generate import AnswerGenerator, Generated, Sources
+from retrieval.linking import EntityLinker, LinkedEntity
+from retrieval.pruning import make_scorer
+from retrieval.router import HeuristicRouter, LLMRouter, QueryRouter, Route
+from retrieval.tog import (
+    HeuristicSufficiency,
+    LLMSufficiency,
+    SufficiencyCheck,
+    ThinkOnGraphReasoner,
+    unique_triples,
+)
+from retrieval.verify import (
+    Diagnoser,
+    Diagnosis,
+    EmbeddingGroundingChecker,
+    GroundingChecker,
+    GroundingVerifier,
+    LLMGroundingChecker,
+)
+
+log = logging.getLogger(__name__)
+
+AskMode = Literal["auto", "rag", "tog", "direct"]
+MAX_FACTS = 15
+
+
+@dataclass
+class Retrieved:
+    """The evidence of one retrieval: chunks, graph paths, the search trace."""
+
+    chunks: list[ScoredChunk] = field(default_factory=list)
+    paths: list[ReasoningPath] = field(default_factory=list)
+    steps: list[SearchStep] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass
+class Attempt:
+    """One generate-and-verify round, kept whole so the best one can be returned."""
+
+    retrieved: Retrieved
+    sources: Sources
+    generated: Generated
+    sentences: list[Sentence]
+    diagnosis: Diagnosis
+
+    def quality(self) -> tuple[bool, float, float]:
+        return (not self.generated.cannot_answer, self.diagnosis.support,
+                self.diagnosis.relevance)
+
+
+class QuestionAnsweringPipeline:
+    """Answers questions over the graph and the chunk index; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        linker: EntityLinker,
+        router: QueryRouter,
+        chunk_retriever: ChunkRetriever,
+        reasoner: ThinkOnGraphReasoner,
+        generator: AnswerGenerator,
+        verifier: GroundingVerifier | None,
+        diagnoser: Diagnoser,
+        usage_sources: Sequence[ChatModel] = (),
+        rag_top_k: int = 4,
+        tog_chunks: int = 4,
+        max_rounds: int = 1,
+        default_mode: AskMode = "auto",
+    ) -> None:
+        self.linker = linker
+        self.router = router
+        self.chunk_retriever = chunk_retriever
+        self.reasoner = reasoner
+        self.generator = generator
+        self.verifier = verifier
+        self.diagnoser = diagnoser
+        self.usage_sources = list(dict.fromkeys(usage_sources))
+        self.rag_top_k = rag_top_k
+        self.tog_chunks = tog_chunks
+        self.max_rounds = max_rounds
+        self.default_mode = default_mode
+
+    @classmethod
+    def from_parts(
+        cls,
+        settings: Settings,
+        graph: GraphStore,
+        embedder: Embedder,
+        llm: ChatModel,
+        chunk_index: VectorIndex,
+        entity_index: VectorIndex | None = None,
+        checker_llm: ChatModel | None = None,
+    ) -> QuestionAnsweringPipeline:
+        """The pipeline the settings describe, on the given stores and models.
+
+        `checker_llm` is a dedicated grounding checker (MiniCheck on vLLM); default `llm`.
+        """
+        s = settings
+        scorer = make_scorer(s.tog_pruning, embedder, llm)
+        sufficiency: SufficiencyCheck = (LLMSufficiency(llm) if s.tog_sufficiency == "llm"
+                                         else HeuristicSufficiency())
+        checker: GroundingChecker | None = None
+        if s.grounding == "llm":
+            checker = LLMGroundingChecker(checker_llm or llm)
+        elif s.grounding == "embedding":
+            checker = EmbeddingGroundingChecker(embedder)
+        return cls(
+            linker=EntityLinker(graph, entity_index, embedder, threshold=s.link_threshold,
+                                max_entities=s.link_max_entities),
+            router=LLMRouter(llm) if s.qa_router == "llm" else HeuristicRouter(),
+            chunk_retriever=ChunkRetriever(graph, chunk_index, embedder, s.rag_top_k),
+            reasoner=ThinkOnGraphReasoner(
+                graph, scorer, sufficiency=sufficiency, width=s.tog_width, depth=s.tog_depth,
+                entities_per_relation=s.tog_entities_per_relation, chunks=s.tog_chunks),
+            generator=AnswerGenerator(llm, max_tokens=s.answer_max_tokens),
+            verifier=GroundingVerifier(checker, s.grounding_threshold) if checker else None,
+            diagnoser=Diagnoser(embedder, s.relevance_threshold),
+            usage_sources=[llm, *([checker_llm] if checker_llm else [])],
+            rag_top_k=s.rag_top_k,
+            tog_chunks=s.tog_chunks,
+            max_rounds=s.verify_max_rounds,
+            default_mode=s.qa_mode,
+        )
+
+    # ------------------------------------------------------------------ the loop
+
+    def ask(self, question: str, mode: AskMode | None = None) -> Answer:
+        """Answer `question`; `mode` overrides the router (`auto`: route per question)."""
+        question = " ".join(question.split())
+        if not question:
+            raise KgragError("the question is empty", hint='ask something: kgrag ask "..."')
+        started, usage_before = time.perf_counter(), self.usage()
+        requested = mode or self.default_mode
+        linked = self.linker.link(question) if requested in ("auto", "tog") else []
+        route = self.router.route(question, linked) if requested == "auto" else \
+            Route(requested, "chosen by the caller")
+        answer = Answer(question=question, mode=route.mode, route=route.reason,
+                        topic_entities=[LinkedEntityRecord(span=e.span, id=e.entity.id,
+                                                           name=e.entity.name,
+                                                           score=e.score, via=e.via)
+                                        for e in linked])
+        if route.mode == "direct":
+            generated = self.generator.direct(question)
+            answer.sentences = generated.sentences
+            answer.answer = generated.text
+        else:
+            self.answer_from_evidence(answer, question, route.mode, linked)
+        answer.cost = self.cost(usage_before, time.perf_counter() - started)
+        return answer
+
+    def answer_from_evidence(self, answer: Answer, question: str, mode: Mode,
+                             linked: Sequence[LinkedEntity]) -> None:
+        level = 0
+        attempt = self.attempt(question, self.retrieve(question, mode, linked, level))
+        answer.rounds.append(self.round(0, "answer", attempt))
+        best = attempt
+        for i in range(1, self.max_rounds + 1):
+            label = attempt.diagnosis.label
+            if label == "ok":
+                break
+            if label == "retrieval_error":
+                level += 1
+                attempt = self.attempt(question, self.retrieve(question, mode, linked, level))
+                answer.rounds.append(self.round(i, "re-retrieve", attempt))
+            else:
+                attempt = self.attempt(question, attempt.retrieved, strict=True)
+                answer.rounds.append(self.round(i, "regenerate", attempt))
+            if attempt.quality() >= best.quality():
+                best = attempt
+        answer.sentences = best.sentences
+        answer.answer = best.generated.text
+        answer.cannot_answer = best.generated.cannot_answer
+        answer.evidence = best.sources.evidence
+        answer.facts = best.sources.facts
+        answer.paths = best.retrieved.paths
+        answer.steps = best.retrieved.steps
+        answer.diagnosis = best.diagnosis.label
+
+    def attempt(self, question: str, retrieved: Retrieved, *, strict: bool = False
+                ) -> Attempt:
+        sources = Sources.number(retrieved.chunks,
+                                 unique_triples(retrieved.paths)[:MAX_FACTS])
+        try:
+            generated = self.generator.generate(question, sources, strict=strict)
+        except LLMOutputError as exc:
+            log.warning("answer generation returned unusable output: %s", exc)
+            generated = Generated([Sentence(text="The model returned no usable answer.")],
+                                  cannot_answer=True)
+        sentences = generated.sentences
+        if self.verifier is not None:
+            sentences = self.verifier.verify(sentences, sources,
+                                             cannot_answer=generated.cannot_answer)
+        diagnosis = self.diagnoser.diagnose(question, sources, sentences,
+                                            generated.cannot_answer)
+        return Attempt(retrieved, sources, generated, sentences, diagnosis)
+
+    @staticmethod
+    def round(index: int, action: Literal["answer", "re-retrieve", "regenerate"],
+              attempt: Attempt) -> Round:
+        d = attempt.diagnosis
+        note = "; ".join(x for x in (attempt.retrieved.note, d.note) if x)
+        return Round(index=index, action=action, diagnosis=d.label,
+                     relevance=round(d.relevance, 4), support=round(d.support, 4), note=note)
+
+    # ------------------------------------------------------------------ retrieval
+
+    def retrieve(self, question: str, mode: Mode, linked: Sequence[LinkedEntity],
+                 level: int = 0) -> Retrieved:
+        """Evidence for `mode`; each `level` above 0 searches wider and deeper (KALMV
+        re-retrieval after a retrieval error)."""
+        k = self.rag_top_k * (1 + level)
+        if mode == "rag":
+            return Retrieved(self.chunk_retriever.retrieve(question, k),
+                             note=f"chunk retrieval, top {k}")
+        if not linked:
+            return Retrieved(self.chunk_retriever.retrieve(question, k),
+                             note="no topic entity linked: fell back to chunk retrieval")
+        search = self.reasoner.search(question, linked,
+                                      width=self.reasoner.width + level,
+                                      depth=self.reasoner.depth + level)
+        chunks = search.chunks
+        note = f"think-on-graph: {search.stop_reason}"
+        if not search.paths or (search.dead_end and not search.sufficient) or level:
+            chunks = [*chunks, *self.chunk_retriever.retrieve(question, k)]
+            note += "; added chunk retrieval" if search.paths else \
+                "; no path found: fell back to chunk retrieval"
+        return Retrieved(self.rank(question, chunks, self.tog_chunks + k * bool(level)),
+                         search.paths, search.steps, note)
+
+    def rank(self, question: str, chunks: Sequence[ScoredChunk], limit: int
+             ) -> list[ScoredChunk]:
+        """Unique chunks by similarity to the question; chunks a kept path came from get a
+        small bonus (they hold the facts the paths cite)."""
+        unique: dict[str, ScoredChunk] = {}
+        for c in chunks:
+            unique.setdefault(c.chunk.id, c)
+        items = list(unique.values())
+        sims = self.chunk_retriever.similarity(question, [c.chunk.text for c in items])
+        scored = [ScoredChunk(c.chunk, s + (0.1 if c.source == "graph-path" else 0.0),
+                              c.source) for c, s in zip(items, sims, strict=True)]
+        return sorted(scored, key=lambda c: -c.score)[: max(1, limit)]
+
+    # ------------------------------------------------------------------ cost
+
+    def usage(self) -> Usage:
+        total = Usage()
+        for model in self.usage_sources:
+            u = getattr(model, "usage", None)
+            if isinstance(u, Usage):
+                total = Usage(calls=total.calls + u.calls,
+                              cached_calls=total.cached_calls + u.cached_calls,
+                              failed_calls=total.failed_calls + u.failed_calls,
+                              prompt_tokens=total.prompt_tokens + u.prompt_tokens,
+                              completion_tokens=total.completion_tokens + u.completion_tokens,
+                              seconds=total.seconds + u.seconds)
+        return total
+
+    def cost(self, before: Usage, seconds: float) -> Cost:
+        spent = self.usage() - before
+        return Cost(llm_calls=spent.calls, cached_calls=spent.cached_calls,
+                    prompt_tokens=spent.prompt_tokens,
+                    completion_tokens=spent.completion_tokens,
+                    llm_seconds=round(spent.seconds, 3), seconds=round(seconds, 3))

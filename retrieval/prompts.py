@@ -1,0 +1,87 @@
+"""Prompt templates of question answering, as named constants.
+
+Each system prompt opens with its own role line, so a log (or a test's scripted model)
+can tell the calls apart. They are short and show the output format: the default model is
+a 0.5B one, which follows a shown format far better than a described one.
+"""
+
+from __future__ import annotations
+
+# --------------------------------------------------------------------------- ToG pruning
+
+PRUNE_SYSTEM = (
+    "You rank options for answering a question. Rate how useful each numbered option is "
+    "for answering the question, from 0 (useless) to 10 (exactly what is needed). Return "
+    'JSON: {"scores": [n, ...]} with exactly one score per option, in order.'
+)
+
+PRUNE_USER = "Question: {question}\nOptions:\n{options}\nReturn the JSON."
+
+# --------------------------------------------------------------------------- ToG stop check
+
+SUFFICIENCY_SYSTEM = (
+    "You check whether knowledge is enough. Given a question and facts from a knowledge "
+    'graph, answer {"sufficient": true} if the facts are enough to answer the question, '
+    'otherwise {"sufficient": false}.'
+)
+
+SUFFICIENCY_USER = "Question: {question}\nFacts:\n{facts}\nReturn the JSON."
+
+# --------------------------------------------------------------------------- router
+
+ROUTER_SYSTEM = (
+    "You route questions. Answer with JSON {\"route\": R} where R is \"direct\" when no "
+    "lookup is needed (greetings, arithmetic, general knowledge), \"single\" when one "
+    "document lookup answers it, and \"multi\" when it needs several connected facts "
+    "(about two or more things, or a fact about something that is itself described)."
+)
+
+ROUTER_USER = "Question: {question}\nReturn the JSON."
+
+# --------------------------------------------------------------------------- generation
+
+ANSWER_SYSTEM = (
+    "You answer questions using only the numbered sources. Write one to three short "
+    "sentences. Every sentence must list the sources it uses in \"citations\", like "
+    "[\"1\"] or [\"2\", \"T1\"]. If the sources do not contain the answer, set "
+    "\"cannot_answer\" to true and write one sentence starting \"The sources do not say\". "
+    "Never use knowledge that is not in the sources."
+)
+
+ANSWER_STRICT = (
+    " A previous answer said things the sources do not support: copy the facts from the "
+    "sources closely and add nothing else."
+)
+
+ANSWER_USER = "Sources:\n{sources}\n\nQuestion: {question}\nReturn the JSON."
+
+# One worked example, in the exact output format.
+ANSWER_EXAMPLE_USER = (
+    "Sources:\n[1] Ada Lovelace was an English mathematician. She worked with Charles "
+    "Babbage on the Analytical Engine.\n[T1] Ada Lovelace worked with Charles Babbage\n\n"
+    "Question: Who did Ada Lovelace work with?\nReturn the JSON."
+)
+ANSWER_EXAMPLE_OUTPUT = (
+    '{"cannot_answer": false, "sentences": [{"text": "Ada Lovelace worked with Charles '
+    'Babbage on the Analytical Engine.", "citations": ["1", "T1"]}]}'
+)
+
+DIRECT_SYSTEM = (
+    "You answer questions briefly and directly, in one or two short sentences. Return JSON "
+    '{"answer": "..."}.'
+)
+
+DIRECT_USER = "Question: {question}\nReturn the JSON."
+
+#: The refusal a generator writes when the sources do not answer the question.
+CANNOT_ANSWER = "The sources do not say {what}."
+
+# --------------------------------------------------------------------------- verification
+
+GROUNDING_SYSTEM = (
+    "You are a fact checker. Decide whether the claim is fully supported by the document: "
+    "every fact in the claim must be stated in the document or follow directly from it. "
+    'Return JSON {"supported": true} or {"supported": false}.'
+)
+
+GROUNDING_USER = "Document:\n\"\"\"\n{document}\n\"\"\"\nClaim: {claim}\nReturn the JSON."
