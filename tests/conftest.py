@@ -78,3 +78,11 @@ def kgrag_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 
     get_settings.cache_clear()
     return data
+
+
+@pytest.fixture
+def scripted_llm(monkeypatch: pytest.MonkeyPatch) -> object:
+    """Every Components.llm is the scripted extractor of tests/corpus.py in the real layers."""
+    from tests.corpus import scripted_llm_fixture
+
+    return scripted_llm_fixture(monkeypatch)

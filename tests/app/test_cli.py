@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli import app
-from tests.flows.conftest import write_corpus
+from tests.corpus import write_corpus
 
 runner = CliRunner()
 

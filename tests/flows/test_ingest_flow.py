@@ -1,6 +1,6 @@
 """The ingest flow on real parts: FalkorDB, FAISS, sentence-transformers, Prefect.
 
-The extractor is the scripted stand-in of tests/flows/conftest.py (deterministic); the real
+The extractor is the scripted stand-in of tests/corpus.py (deterministic); the real
 local model runs in tests/flows/test_ingest_llm.py.
 """
 
@@ -17,7 +17,7 @@ from core.settings import get_settings
 from flows.components import CHUNK_INDEX, ENTITY_INDEX, PROPOSITION_INDEX, Components
 from flows.delete import delete_documents
 from flows.ingest import ingest_corpus
-from tests.flows.conftest import CORPUS, write_corpus
+from tests.corpus import CORPUS, write_corpus
 
 pytestmark = pytest.mark.services
 

@@ -1,4 +1,5 @@
-"""Flow-test helpers: a small corpus on disk and a deterministic scripted extractor."""
+"""Test helpers: a small corpus on disk and a deterministic scripted extractor (a stand-in
+for the LLM, named as such). The `scripted_llm` fixture is registered in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -61,8 +62,7 @@ def scripted_extraction(request: CompletionRequest) -> str:
         "propositions": props, "triples": triples})
 
 
-@pytest.fixture
-def scripted_llm(monkeypatch: pytest.MonkeyPatch) -> ScriptedChatModel:
+def scripted_llm_fixture(monkeypatch: pytest.MonkeyPatch) -> ScriptedChatModel:
     """Every Components.llm is the scripted extractor wrapped in the real layers."""
     fake = ScriptedChatModel(default=scripted_extraction)
 
