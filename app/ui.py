@@ -19,6 +19,7 @@ PAGES = [
     (ui_eval.render, "Evaluation", "monitoring", "evaluation"),
 ]
 navigation = st.navigation([
+    # The default page (Ask) lives at "/"; Streamlit gives it no path of its own.
     st.Page(fn, title=title, icon=f":material/{icon}:", url_path=path, default=(path == "ask"))
     for fn, title, icon, path in PAGES
 ])

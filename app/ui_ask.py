@@ -28,7 +28,7 @@ def best_span(chunk: str, claim: str) -> tuple[int, int]:
     """The chunk sentence sharing most words with the claim (what the citation points at)."""
     words = {w.casefold() for w in _WORD.findall(claim)}
     best, span = -1, (0, 0)
-    for m in re.finditer(r"[^.!?]+[.!?]?", chunk):
+    for m in re.finditer(r"[^.!?\n]+[.!?]?", chunk):
         overlap = len(words & {w.casefold() for w in _WORD.findall(m.group())})
         if overlap > best:
             best, span = overlap, (m.start(), m.end())
@@ -45,7 +45,8 @@ def highlighted(ev: Evidence, claims: list[str]) -> str:
                 "</mark>"]
         pos = end
     out.append(html.escape(ev.text[pos:]))
-    return "".join(out)
+    # An HTML block: markdown syntax in the chunk (a "# heading") is shown as written.
+    return '<div style="white-space: pre-wrap">' + "".join(out) + "</div>"
 
 
 def sentence_line(s: Sentence, markers: dict[str, str]) -> str:
