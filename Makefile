@@ -14,7 +14,7 @@ export PREFECT_HOME ?= $(CURDIR)/$(DATA)/prefect
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-fast lint clean-data help
+.PHONY: setup systools demo test test-fast lint clean-data help
 
 help:
 	@echo "make demo   set up, start the embedded services, run the main job"
@@ -35,16 +35,31 @@ $(MODEL): | $(STAMP)
 
 setup: $(STAMP) $(MODEL)
 
+# Debian packages the tests use: chromium (UI tests drive it; never a downloaded browser) and
+# docker-compose (validates infra/docker-compose.yml offline; no Docker engine needed).
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SYSTOOLS := /usr/bin/chromium /usr/bin/docker-compose
+$(SYSTOOLS):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver docker-compose
+
+systools: $(SYSTOOLS)
+
 SAMPLES := ingest/samples
+UI_PORT ?= 8501
 
 demo: setup
 	$(BIN)/kgrag services start
 	$(BIN)/kgrag ingest $(SAMPLES)
 	$(BIN)/kgrag graph stats
 	$(BIN)/kgrag cypher "MATCH (s:Entity)-[r:RELATES]->(o:Entity) RETURN s.name AS subject, r.predicate AS predicate, o.name AS object, r.judge_score AS support ORDER BY support DESC LIMIT 15"
+	$(BIN)/kgrag ask "Who shared the 1903 Nobel Prize in Physics with Marie Curie?"
+	$(BIN)/kgrag ask "Which institute did the daughter of Marie Curie direct?" --mode tog
 	$(BIN)/kgrag doctor
+	$(BIN)/kgrag ui --detach --port $(UI_PORT)
+	@echo "Open the UI at http://127.0.0.1:$(UI_PORT)  (stop everything: .venv/bin/kgrag services stop)"
 
-test: setup
+test: setup systools
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from app import cli_ask, cli_graph, cli_ingest, cli_services
+from app import cli_ask, cli_graph, cli_ingest, cli_schedule, cli_services
 from app.console import fail, out, print_json
 from core.errors import KgragError
 from core.settings import Settings, get_settings
@@ -26,6 +26,9 @@ app.command("ingest")(cli_ingest.ingest)
 app.command("delete")(cli_ingest.delete)
 app.command("cypher")(cli_graph.cypher)
 app.command("ask")(cli_ask.ask)
+app.add_typer(cli_schedule.schedule, name="schedule")
+app.add_typer(cli_schedule.server, name="server")
+app.command("serve")(cli_schedule.serve)
 
 
 @app.command()
@@ -82,20 +85,22 @@ def config(
 @app.command()
 def ui(
     port: int = typer.Option(8501, help="Port on 127.0.0.1."),
+    detach: bool = typer.Option(False, "--detach", help="Run in the background; "
+                                "`kgrag services stop` stops it."),
     open_browser: bool = typer.Option(False, "--open", help="Open a browser tab."),
 ) -> None:
     """Start the Streamlit app on 127.0.0.1 (Ask, Graph explorer, Cypher, Ingest, Evaluation)."""
     import subprocess
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parent / "ui.py"
+    from app import ui_server
+
+    if detach:
+        url = ui_server.start_detached(get_settings(), port)
+        out.print(f"kgrag UI running at [bold]{url}[/] (stop: kgrag services stop)")
+        return
+    ui_server.check_port(port)
     out.print(f"kgrag UI on [bold]http://127.0.0.1:{port}[/] (Ctrl-C stops it)")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(script),
-           "--server.address", "127.0.0.1", "--server.port", str(port),
-           "--server.headless", str(not open_browser).lower(),
-           "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "false",
-           "--client.toolbarMode", "minimal"]
-    raise typer.Exit(subprocess.call(cmd))
+    raise typer.Exit(subprocess.call(ui_server.command(port, headless=not open_browser)))
 
 
 def main() -> None:

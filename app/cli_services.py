@@ -27,11 +27,14 @@ def services_start(
 
 @services.command("stop")
 def services_stop() -> None:
-    """Stop the embedded FalkorDB server, saving its data."""
+    """Stop the embedded FalkorDB server (saving its data) and a detached UI."""
+    from app import ui_server
     from kg.store.falkor_server import EmbeddedFalkorServer
 
+    if ui_server.stop(get_settings()):
+        out.print("UI [green]stopped[/]")
     stopped = EmbeddedFalkorServer(get_settings()).stop()
-    out.print("[green]stopped[/]" if stopped else "not running")
+    out.print("FalkorDB [green]stopped[/]" if stopped else "FalkorDB not running")
 
 
 @services.command("status")
