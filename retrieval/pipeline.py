@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 from core.answer import (
     Answer,
@@ -169,10 +169,7 @@ class QuestionAnsweringPipeline:
         if not question:
             raise KgragError("the question is empty", hint='ask something: kgrag ask "..."')
         started, usage_before = time.perf_counter(), self.usage()
-        requested = mode or self.default_mode
-        linked = self.linker.link(question) if requested in ("auto", "tog") else []
-        route = self.router.route(question, linked) if requested == "auto" else \
-            Route(requested, "chosen by the caller")
+        linked, route = self.plan(question, mode)
         answer = Answer(question=question, mode=route.mode, route=route.reason,
                         topic_entities=[LinkedEntityRecord(span=e.span, id=e.entity.id,
                                                            name=e.entity.name,
@@ -186,6 +183,22 @@ class QuestionAnsweringPipeline:
             self.answer_from_evidence(answer, question, route.mode, linked)
         answer.cost = self.cost(usage_before, time.perf_counter() - started)
         return answer
+
+    def plan(self, question: str, mode: AskMode | None = None
+             ) -> tuple[list[LinkedEntity], Route]:
+        """The topic entities and the route: the caller's mode, or the router's choice."""
+        requested = mode or self.default_mode
+        linked = self.linker.link(question) if requested in ("auto", "tog") else []
+        if requested == "auto":
+            return linked, self.router.route(question, linked)
+        return linked, Route(cast(Mode, requested), "chosen by the caller")
+
+    def evidence(self, question: str, mode: AskMode | None = None) -> Retrieved:
+        """Retrieval only, no generation (for other frameworks' retrievers)."""
+        linked, route = self.plan(" ".join(question.split()), mode)
+        if route.mode == "direct":
+            return Retrieved(note=f"no retrieval: {route.reason}")
+        return self.retrieve(question, route.mode, linked)
 
     def answer_from_evidence(self, answer: Answer, question: str, mode: Mode,
                              linked: Sequence[LinkedEntity]) -> None:

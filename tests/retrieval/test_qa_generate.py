@@ -1,0 +1,87 @@
+"""Answer generation: numbered sources, citation markers mapped back to ids, refusals."""
+
+from __future__ import annotations
+
+import json
+
+from core.answer import Triple
+from core.llm.testing import ScriptedChatModel
+from core.models import Chunk
+from retrieval.chunk_rag import ScoredChunk
+from retrieval.generate import AnswerGenerator, Sources
+from tests.retrieval.conftest import answer_json, qa_responder
+
+
+def chunk(key: str, text: str) -> ScoredChunk:
+    return ScoredChunk(Chunk(id=Chunk.make_id(f"doc_{key}", 0, text), doc_id=f"doc_{key}",
+                             text=text, start=0, end=len(text), position=0), 0.9, "vector")
+
+
+BORN = chunk("born", "Marie Curie was born in Warsaw in 1867.")
+MARRIED = chunk("married", "Marie Curie married Pierre Curie in 1895.")
+TRIPLE = Triple(subject="Marie Curie", predicate="born in", object="Warsaw",
+                subject_id="ent_a", object_id="ent_b", chunk_id=BORN.chunk.id)
+
+
+def sources() -> Sources:
+    return Sources.number([BORN, MARRIED], [TRIPLE, TRIPLE])
+
+
+def test_sources_are_numbered_chunks_then_facts() -> None:
+    s = sources()
+    assert [e.marker for e in s.evidence] == ["1", "2"]
+    assert [f.marker for f in s.facts] == ["T1"]  # the repeated triple is listed once
+    text = s.render()
+    assert "[1] Marie Curie was born in Warsaw in 1867." in text
+    assert "[T1] Marie Curie born in Warsaw" in text
+
+
+def test_citation_markers_map_to_chunk_and_triple_ids() -> None:
+    llm = ScriptedChatModel(default=qa_responder(answer=answer_json(
+        ("Marie Curie was born in Warsaw.", ["1", "T1"]),
+        ("She married Pierre Curie.", ["[2]", "7", "T9", "x"]),
+    )))
+    out = AnswerGenerator(llm).generate("Where was Marie Curie born?", sources())
+    assert not out.cannot_answer
+    assert [s.citations for s in out.sentences] == [
+        [BORN.chunk.id, TRIPLE.id],
+        [MARRIED.chunk.id],  # unknown markers 7, T9 and x are dropped
+    ]
+    prompt = llm.requests[0].messages[-1]["content"]
+    assert "[2] Marie Curie married Pierre Curie in 1895." in prompt
+
+
+def test_inline_markers_move_into_citations_and_multi_sentence_items_split() -> None:
+    llm = ScriptedChatModel(default=qa_responder(answer=answer_json(
+        ("Marie Curie was born in Warsaw [1]. She married Pierre Curie [2][T1].", []),
+    )))
+    out = AnswerGenerator(llm).generate("Tell me about Marie Curie.", sources())
+    assert [s.text for s in out.sentences] == ["Marie Curie was born in Warsaw.",
+                                               "She married Pierre Curie."]
+    assert out.sentences[0].citations == [BORN.chunk.id]
+    assert out.sentences[1].citations == [MARRIED.chunk.id, TRIPLE.id]
+
+
+def test_cannot_answer_says_so_instead_of_guessing() -> None:
+    llm = ScriptedChatModel(default=qa_responder(answer=answer_json(
+        ("Marie Curie was born on the Moon.", ["1"]), cannot_answer=True)))
+    out = AnswerGenerator(llm).generate("Who was Marie Curie's grandfather?", sources())
+    assert out.cannot_answer
+    assert [s.text for s in out.sentences] == [
+        "The sources do not say who was Marie Curie's grandfather."]
+    assert out.sentences[0].citations == []
+
+
+def test_no_evidence_refuses_without_a_call() -> None:
+    llm = ScriptedChatModel()
+    out = AnswerGenerator(llm).generate("Who won?", Sources())
+    assert out.cannot_answer and out.text.startswith("The sources do not say")
+    assert llm.calls == 0
+
+
+def test_schema_asks_for_the_refusal_flag_and_cited_sentences() -> None:
+    llm = ScriptedChatModel(default=qa_responder(answer=answer_json(("Warsaw.", ["1"]))))
+    AnswerGenerator(llm).generate("Where?", sources())
+    schema = llm.requests[0].json_schema
+    assert schema is not None and schema["required"] == ["cannot_answer", "sentences"]
+    assert json.loads(llm.requests[0].messages[2]["content"])["sentences"]  # the example

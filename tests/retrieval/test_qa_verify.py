@@ -1,0 +1,118 @@
+"""Grounding verifier (MiniCheck style) and the KALMV diagnosis."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.answer import Sentence, Triple
+from core.embed import SentenceTransformerEmbedder
+from core.llm.base import CompletionRequest
+from core.llm.testing import ScriptedChatModel
+from core.models import Chunk
+from retrieval.chunk_rag import ScoredChunk
+from retrieval.generate import Sources
+from retrieval.verify import (
+    Diagnoser,
+    EmbeddingGroundingChecker,
+    GroundingVerifier,
+    LLMGroundingChecker,
+    split_pieces,
+)
+from tests.retrieval.conftest import qa_responder
+
+
+def chunk(key: str, text: str) -> ScoredChunk:
+    return ScoredChunk(Chunk(id=Chunk.make_id(f"doc_{key}", 0, text), doc_id=f"doc_{key}",
+                             text=text, start=0, end=len(text), position=0), 0.9, "vector")
+
+
+BIO = chunk("bio", "Marie Curie was born in Warsaw in 1867. She married Pierre Curie in 1895. "
+                   "She won the Nobel Prize in Physics in 1903.")
+RIVER = chunk("river", "The Danube flows through Vienna and Budapest to the Black Sea.")
+FACT = Triple(subject="Marie Curie", predicate="born in", object="Warsaw", subject_id="e1",
+              object_id="e2", chunk_id=BIO.chunk.id)
+SOURCES = Sources.number([BIO, RIVER], [FACT])
+
+
+def cite(text: str, *ids: str) -> Sentence:
+    return Sentence(text=text, citations=list(ids))
+
+
+def test_embedding_checker_marks_the_unsupported_sentence(
+        embedder: SentenceTransformerEmbedder) -> None:
+    verifier = GroundingVerifier(EmbeddingGroundingChecker(embedder), threshold=0.5)
+    out = verifier.verify([
+        cite("Marie Curie was born in Warsaw.", BIO.chunk.id),
+        cite("Marie Curie was born in Berlin in 1901.", BIO.chunk.id),
+        cite("Marie Curie married Pierre Curie.", RIVER.chunk.id),  # cites the wrong chunk
+    ], SOURCES)
+    assert [s.verification.label for s in out] == ["supported", "unsupported", "unsupported"]
+    assert out[0].verification.evidence == [BIO.chunk.id]
+    assert out[0].verification.score is not None and out[1].verification.score is not None
+    assert out[0].verification.score > out[1].verification.score
+    assert out[0].citations == [BIO.chunk.id]  # verification never rewrites citations
+
+
+def test_llm_checker_asks_per_sentence_and_marks_the_unsupported_one() -> None:
+    def judge(request: CompletionRequest) -> dict[str, bool]:
+        claim = request.messages[-1]["content"].split("Claim: ")[1]
+        return {"supported": "Warsaw" in claim}
+
+    llm = ScriptedChatModel(default=qa_responder(grounding=judge))
+    verifier = GroundingVerifier(LLMGroundingChecker(llm))
+    out = verifier.verify([cite("Marie Curie was born in Warsaw.", BIO.chunk.id, FACT.id),
+                           cite("Marie Curie was born in Lyon.", BIO.chunk.id)], SOURCES)
+    assert [s.verification.label for s in out] == ["supported", "unsupported"]
+    assert [s.verification.score for s in out] == [1.0, 0.0]
+    # One call each: the first claim stopped at its first supporting piece (of two: the
+    # chunk and the cited facts); the second cited one chunk, which is one piece.
+    assert llm.calls == 2
+    assert "Marie Curie was born in Warsaw in 1867." in llm.requests[0].messages[-1]["content"]
+
+
+def test_llm_checker_checks_at_most_max_pieces() -> None:
+    long_text = " ".join(f"Sentence number {i} talks about topic {i}." for i in range(120))
+    big = chunk("big", long_text)
+    assert len(split_pieces(long_text, 200)) >= 3
+    llm = ScriptedChatModel(default=qa_responder(grounding={"supported": False}))
+    verifier = GroundingVerifier(LLMGroundingChecker(llm, max_pieces=2))
+    out = verifier.verify([cite("Topic 7 is discussed.", big.chunk.id)],
+                          Sources.number([big], []))
+    assert out[0].verification.label == "unsupported" and llm.calls == 2
+
+
+def test_uncited_sentence_is_checked_against_all_evidence_and_refusals_are_not(
+        embedder: SentenceTransformerEmbedder) -> None:
+    verifier = GroundingVerifier(EmbeddingGroundingChecker(embedder))
+    out = verifier.verify([cite("The Danube flows through Vienna.")], SOURCES)
+    assert out[0].verification.label == "supported"
+    assert out[0].verification.evidence == [RIVER.chunk.id]
+    refusal = verifier.verify([cite("The sources do not say who.")], SOURCES,
+                              cannot_answer=True)
+    assert refusal[0].verification.label == "unverified"
+
+
+@pytest.fixture
+def diagnoser(embedder: SentenceTransformerEmbedder) -> Diagnoser:
+    return Diagnoser(embedder, relevance_threshold=0.3)
+
+
+def supported(label: str) -> Sentence:
+    s = cite("x")
+    return s.model_copy(update={"verification": s.verification.model_copy(
+        update={"label": label, "score": 1.0 if label == "supported" else 0.0})})
+
+
+def test_diagnosis_separates_retrieval_from_generation_errors(diagnoser: Diagnoser) -> None:
+    q = "Where was Marie Curie born?"
+    ok = diagnoser.diagnose(q, SOURCES, [supported("supported")], cannot_answer=False)
+    assert ok.label == "ok" and ok.relevance > 0.5
+    gen = diagnoser.diagnose(q, SOURCES, [supported("supported"), supported("unsupported")],
+                             cannot_answer=False)
+    assert gen.label == "generation_error" and gen.support == 0.5
+    off_topic = Sources.number([RIVER], [])
+    ret = diagnoser.diagnose(q, off_topic, [supported("supported")], cannot_answer=False)
+    assert ret.label == "retrieval_error" and ret.relevance < 0.3
+    assert diagnoser.diagnose(q, Sources(), [], cannot_answer=True).label == "retrieval_error"
+    refused = diagnoser.diagnose(q, SOURCES, [supported("unverified")], cannot_answer=True)
+    assert refused.label == "retrieval_error"
