@@ -93,6 +93,10 @@ def ask(
 ) -> None:
     """Answer a question from the graph and the documents: each sentence cites its sources
     and is checked against them; prints reasoning paths, verdicts and cost."""
+    if not question.strip():
+        err.print('[bold red]error:[/] the question is empty\n[yellow]fix:[/] kgrag ask '
+                  '"Who shared the 1903 Nobel Prize in Physics with Marie Curie?"')
+        raise typer.Exit(2)
     from flows.qa import ask as ask_question
 
     if not json_out:
