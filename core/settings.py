@@ -162,6 +162,33 @@ class Settings(BaseSettings):
         "one type merge."
     )
 
+    # --- orchestration -------------------------------------------------------------------
+    prefect_api_url: str = Field(
+        default="", description="Prefect API for schedules, `kgrag serve` and flow runs, e.g. "
+        "http://127.0.0.1:4200/api. Empty: PREFECT_API_URL (env or Prefect profile), else "
+        "the server `kgrag server start` runs for this data dir, else Prefect's ephemeral "
+        "API (flows run; schedules need a server)."
+    )
+    task_runner: Literal["default", "dask"] = Field(
+        default="default", description="Where ingest tasks run. `default`: threads of the "
+        "flow process. `dask`: knowledge-graph extraction fans out, one chunk per task, to a "
+        "Dask cluster (prefect-dask): dask_address, or a temporary LocalCluster per run."
+    )
+    dask_address: str = Field(
+        default="", description="Scheduler of a running Dask cluster, e.g. tcp://dask:8786 "
+        "(its workers need kgrag installed and the same data dir paths). Empty: a temporary "
+        "LocalCluster of dask_workers processes per flow run."
+    )
+    dask_workers: int = Field(
+        default=2, gt=0, description="Worker processes of the temporary LocalCluster "
+        "(task_runner=dask, no dask_address); one task at a time each."
+    )
+    extract_concurrency: int = Field(
+        default=8, gt=0, description="Most extraction LLM calls in flight at once across all "
+        "Dask workers of one ingest run, so an LLM server (vLLM) is not flooded; keep it near "
+        "the server's batch size (--max-num-seqs). In-process calls obey llm_concurrency."
+    )
+
     # --- question answering --------------------------------------------------------------
     qa_mode: Literal["auto", "rag", "tog", "direct"] = Field(
         default="auto", description="`auto`: the router picks per question; `rag`: chunk "

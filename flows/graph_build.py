@@ -19,6 +19,7 @@ from core.llm.base import Usage
 from core.models import Chunk, Document, Entity
 from flows.components import ENTITY_INDEX, PROPOSITION_INDEX, Components
 from flows.progress import report
+from flows.runners import extract_fanned_out, fans_out
 from flows.summary import IngestSummary, Problem
 from kg.extract import ChunkContext, ChunkExtraction, ChunkExtractor
 from kg.judge import GroundingJudge, LLMTripleJudge, TripleJudge, judge
@@ -73,6 +74,7 @@ class GraphBuilder:
         s = c.settings
         concurrency = s.llm_concurrency if s.llm_backend == "openai" else 1
         self.extractor = ChunkExtractor(c.llm, concurrency=concurrency)
+        self.remote_usage = Usage()  # spent by task-runner workers (task_runner=dask)
         self.judge: TripleJudge | None = None
         if s.judge == "grounding":
             self.judge = GroundingJudge(c.embedder.embed, s.judge_threshold)
@@ -85,7 +87,16 @@ class GraphBuilder:
 
     def usage(self) -> Usage:
         usage = getattr(self.c.llm, "usage", None)
-        return Usage(**vars(usage)) if usage is not None else Usage()
+        local = Usage(**vars(usage)) if usage is not None else Usage()
+        return local + self.remote_usage
+
+    def extract(self, contexts: Sequence[ChunkContext]) -> list[ChunkExtraction]:
+        """In this process, or fanned out to the task runner's workers (flows.runners)."""
+        if not fans_out(self.c.settings):
+            return extract_chunks(self.extractor, contexts)
+        results, spent = extract_fanned_out(self.c.settings, contexts)
+        self.remote_usage += spent
+        return results
 
     def contexts(self, docs: Sequence[Document], chunks: Sequence[Chunk]) -> list[ChunkContext]:
         titles = {d.id: d.title for d in docs}
@@ -108,7 +119,7 @@ class GraphBuilder:
     def build(self, docs: Sequence[Document], chunks: Sequence[Chunk],
               s: IngestSummary) -> None:
         t = time.perf_counter()
-        results = extract_chunks(self.extractor, self.contexts(docs, chunks))
+        results = self.extract(self.contexts(docs, chunks))
         s.add_time("extract", time.perf_counter() - t)
         t = time.perf_counter()
         by_chunk = {ch.id: ch for ch in chunks}

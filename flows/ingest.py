@@ -29,6 +29,7 @@ from core.settings import Settings, get_settings
 from flows.components import CHUNK_INDEX, Components
 from flows.graph_build import GraphBuilder
 from flows.progress import report
+from flows.runners import TaskRunnerFromSettings
 from flows.summary import IngestSummary, Problem, save_run_summary
 from ingest.config import IngestConfig
 
@@ -143,7 +144,8 @@ def batches(items: Sequence[Document], size: int) -> Iterator[list[Document]]:
 # ------------------------------------------------------------------------------ flow
 
 
-@flow(name="ingest_corpus", log_prints=False, persist_result=False)
+@flow(name="ingest_corpus", log_prints=False, persist_result=False,
+      task_runner=TaskRunnerFromSettings())
 def ingest_corpus(
     sources: list[str],
     extract: bool | None = None,

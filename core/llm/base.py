@@ -103,6 +103,21 @@ class Usage:
             },
         )
 
+    def __add__(self, other: Usage) -> Usage:
+        """Spending of two clients together (e.g. several task-runner workers)."""
+        by_model = dict(self.by_model)
+        for m, n in other.by_model.items():
+            by_model[m] = by_model.get(m, 0) + n
+        return Usage(
+            calls=self.calls + other.calls,
+            cached_calls=self.cached_calls + other.cached_calls,
+            failed_calls=self.failed_calls + other.failed_calls,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            seconds=self.seconds + other.seconds,
+            by_model=by_model,
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "calls": self.calls,
