@@ -210,7 +210,8 @@ class QuestionAnsweringPipeline:
             label = attempt.diagnosis.label
             if label == "ok":
                 break
-            if label == "retrieval_error":
+            regenerated = answer.rounds[-1].action == "regenerate"
+            if label == "retrieval_error" or regenerated:  # a second rewrite rarely helps
                 level += 1
                 attempt = self.attempt(question, self.retrieve(question, mode, linked, level))
                 answer.rounds.append(self.round(i, "re-retrieve", attempt))
@@ -270,14 +271,14 @@ class QuestionAnsweringPipeline:
         search = self.reasoner.search(question, linked,
                                       width=self.reasoner.width + level,
                                       depth=self.reasoner.depth + level)
-        chunks = search.chunks
-        note = f"think-on-graph: {search.stop_reason}"
-        if not search.paths or (search.dead_end and not search.sufficient) or level:
-            chunks = [*chunks, *self.chunk_retriever.retrieve(question, k)]
-            note += "; added chunk retrieval" if search.paths else \
-                "; no path found: fell back to chunk retrieval"
-        return Retrieved(self.rank(question, chunks, self.tog_chunks + k * bool(level)),
-                         search.paths, search.steps, note)
+        # Hybrid context (ToG-2 / KAG): the chunks the graph reached, plus the question's
+        # nearest chunks, which cover what extraction missed; ranked together below.
+        chunks = [*search.chunks, *self.chunk_retriever.retrieve(question, k)]
+        note = f"think-on-graph: {search.stop_reason}; " + (
+            "with chunk retrieval" if search.paths
+            else "no path found: fell back to chunk retrieval")
+        limit = max(self.tog_chunks, self.rag_top_k) * (1 + level)
+        return Retrieved(self.rank(question, chunks, limit), search.paths, search.steps, note)
 
     def rank(self, question: str, chunks: Sequence[ScoredChunk], limit: int
              ) -> list[ScoredChunk]:

@@ -38,6 +38,7 @@ _MATH_WORDS = re.compile(
 _COMPOSITIONAL = re.compile(
     r"\b(who|which|that|whose|whom)\b.*\b(who|which|that|whose|whom)\b|"
     r"\b(the|a|an)\s+\w+\s+(where|which|that|who|whom|whose|when)\b|"
+    r"\bthe\s+\w+\s+of\b|"
     r"\b(of the|of a|'s|\u2019s|both|same|also|together with|along with|and the|than|"
     r"before|after|between)\b", re.IGNORECASE)
 

@@ -31,6 +31,7 @@ def linked(*names: str) -> list[LinkedEntity]:
     ("Which river flows through the city where Marie Curie was born?", ["Marie Curie"],
      "tog"),
     ("When did the man who married Marie Curie die?", ["Marie Curie"], "tog"),
+    ("Which institute did the daughter of Marie Curie direct?", ["Marie Curie"], "tog"),
 ])
 def test_heuristic_routes(question: str, entities: list[str], mode: str) -> None:
     route = HeuristicRouter().route(question, linked(*entities))
