@@ -18,6 +18,7 @@ flow starts: `kgrag ingest`, a run of `kgrag serve`, or a Prefect worker.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,6 +61,8 @@ def make_task_runner(settings: Settings) -> TaskRunner[Any]:
             "task_runner is `dask` but prefect-dask is not installed",
             hint="pip install prefect-dask, or set KGRAG_TASK_RUNNER=default",
         ) from None
+    # The cluster's INFO lines (workers joining, leaving) would bury the run's own output.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     if settings.dask_address:
         return DaskTaskRunner(address=settings.dask_address)
     return DaskTaskRunner(cluster_kwargs={
@@ -132,6 +135,9 @@ def _worker_model(settings: Settings) -> ChatModel:
 
 
 def _current_api_url() -> str:
+    """The API this process uses: a configured URL, or the ephemeral server's (in a flow
+    run, `get_client` returns the run's client, so no new server starts)."""
     from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
 
-    return str(get_client(sync_client=True).api_url).rstrip("/")
+    return (PREFECT_API_URL.value() or str(get_client(sync_client=True).api_url)).rstrip("/")

@@ -1,0 +1,287 @@
+"""Scheduled ingest on real parts: a Prefect server (`kgrag server start`, SQLite under a
+temp data dir), deployments made by `kgrag schedule`, and `kgrag serve` in its own process
+running the scheduled runs against the shared FalkorDB.
+
+Every wait is bounded; every process started here is stopped (its process group killed)
+even when a test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import app
+from core.settings import get_settings
+from flows.components import Components
+from tests.corpus import CORPUS
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+
+pytestmark = pytest.mark.services
+
+KGRAG = str(Path(sys.executable).parent / "kgrag")
+runner = CliRunner()
+
+NEW_DOC = ("Rosalind Franklin was a chemist born in London. Her X-ray photographs showed "
+           "the double helix structure of DNA at King's College.")
+PAUSED_DOC = ("Gregor Mendel was a friar born in Heinzendorf. He bred pea plants in the "
+              "garden of the abbey in Brno and found the laws of heredity.")
+
+
+def kgrag(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float, what: str,
+             every_s: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"not within {timeout_s:.0f}s: {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`kgrag server start` in a temp data dir; its API URL. Stopped with `kgrag server
+    stop`, which must leave no process behind."""
+    data = tmp_path_factory.mktemp("prefect-server")
+    env = {**os.environ, "KGRAG_DATA_DIR": str(data),
+           "KGRAG_CONFIG": str(data / "none.toml"),
+           # Runs for a resumed schedule appear within seconds, not the default minute.
+           "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "3"}
+    env.pop("PREFECT_API_URL", None)
+    port = free_port()
+    t = time.perf_counter()
+    started = subprocess.run([KGRAG, "server", "start", "--port", str(port), "--no-ui"],
+                             env=env, capture_output=True, text=True, timeout=180)
+    assert started.returncode == 0, started.stdout + started.stderr
+    url = f"http://127.0.0.1:{port}/api"
+    assert f"export PREFECT_API_URL={url}" in started.stdout
+    print(f"prefect server up in {time.perf_counter() - t:.1f}s")
+    state = json.loads((data / "run" / "prefect-server.json").read_text())
+    try:
+        status = subprocess.run([KGRAG, "server", "status", "--json"], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0
+        assert json.loads(status.stdout)["api_source"] == "local server"
+        yield url
+    finally:
+        stopped = subprocess.run([KGRAG, "server", "stop"], env=env, capture_output=True,
+                                 text=True, timeout=60)
+        group_gone = _group_gone(int(state["pid"]))
+        if not group_gone:
+            _kill_group(int(state["pid"]))
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    assert group_gone, "kgrag server stop left processes running"
+    status = subprocess.run([KGRAG, "server", "status"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert status.returncode == 3 and "not running" in status.stdout
+
+
+@pytest.fixture
+def api(prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("KGRAG_PREFECT_API_URL", prefect_server)
+    get_settings.cache_clear()
+    return prefect_server
+
+
+def test_schedule_commands_manage_deployments(kgrag_env: Path, api: str,
+                                              tmp_path: Path) -> None:
+    docs = tmp_path / "my docs"
+    docs.mkdir()
+    code, out = kgrag("schedule", "add", "--source", str(docs), "--cron", "*/15 * * * *")
+    assert code == 0 and "ingest-my-docs" in out
+    code, out = kgrag("schedule", "list", "--json")
+    (s,) = json.loads(out)
+    assert s["name"] == "ingest-my-docs" and s["sources"] == [str(docs)]
+    assert s["schedule"] == "cron */15 * * * * (UTC)" and not s["paused"] and s["pool"] == ""
+    assert kgrag("schedule", "pause", "ingest-my-docs")[0] == 0
+    assert json.loads(kgrag("schedule", "list", "--json")[1])[0]["paused"] is True
+    assert kgrag("schedule", "resume", "ingest-my-docs")[0] == 0
+    assert json.loads(kgrag("schedule", "list", "--json")[1])[0]["paused"] is False
+    assert kgrag("schedule", "remove", "ingest-my-docs")[0] == 0
+    assert json.loads(kgrag("schedule", "list", "--json")[1]) == []
+
+
+def test_schedule_mistakes_are_one_line_with_a_fix(kgrag_env: Path, api: str,
+                                                   tmp_path: Path) -> None:
+    env = {**os.environ}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([KGRAG, "schedule", *args], env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    cases = [
+        (["add", "--source", str(tmp_path), "--cron", "*/99 * *"], "bad schedule"),
+        (["add", "--source", str(tmp_path)], "exactly one of --cron and --interval"),
+        (["add", "--source", str(tmp_path / "nope"), "--interval", "60"], "no such file"),
+        (["pause", "no-such-schedule"], "no schedule named 'no-such-schedule'"),
+    ]
+    for args, message in cases:
+        proc = run(*args)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert message in proc.stderr and "fix:" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    # No server configured at all: says how to get one.
+    env.pop("KGRAG_PREFECT_API_URL")
+    proc = run("list")
+    assert proc.returncode == 2 and "kgrag server start" in proc.stderr
+
+
+def test_scheduled_runs_ingest_new_files_pause_stops_them_remove_deletes(
+        kgrag_env: Path, api: str, tmp_path: Path) -> None:
+    from prefect.exceptions import ObjectNotFound
+
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    (watched / "curie.txt").write_text(CORPUS["curie.txt"])
+    code, _ = kgrag("schedule", "add", "--source", str(watched), "--interval", "5",
+                    "--no-extract", "--name", "watched")
+    assert code == 0
+
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as fh:
+        serve = subprocess.Popen([KGRAG, "serve", "--poll", "1"], env=dict(os.environ),
+                                 stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        t = time.perf_counter()
+        wait_for(lambda: _ingested("curie.txt"), 150, "the first scheduled run")
+        first_s = time.perf_counter() - t
+        (watched / "franklin.txt").write_text(NEW_DOC)
+        t = time.perf_counter()
+        wait_for(lambda: _ingested("franklin.txt"), 120, "the new file ingested")
+        print(f"first scheduled run done after {first_s:.1f}s; new file ingested "
+              f"{time.perf_counter() - t:.1f}s after it was dropped")
+
+        assert kgrag("schedule", "pause", "watched")[0] == 0
+        deployment_id = _deployment_id("watched")
+        wait_for(lambda: not _runs(deployment_id, "PENDING", "RUNNING"), 120,
+                 "the run in progress to finish")
+        started = len(_runs(deployment_id, "PENDING", "RUNNING", "COMPLETED", "FAILED",
+                            "CRASHED"))
+        (watched / "mendel.txt").write_text(PAUSED_DOC)
+        time.sleep(15)  # three intervals
+        assert not _runs(deployment_id, "SCHEDULED", "PENDING", "RUNNING")
+        assert len(_runs(deployment_id, "PENDING", "RUNNING", "COMPLETED", "FAILED",
+                         "CRASHED")) == started
+        assert not _ingested("mendel.txt")
+
+        assert kgrag("schedule", "resume", "watched")[0] == 0
+        wait_for(lambda: _ingested("mendel.txt"), 120, "ingest after resume")
+
+        assert kgrag("schedule", "remove", "watched")[0] == 0
+        with pytest.raises(ObjectNotFound):
+            _deployment_id("watched")
+        assert json.loads(kgrag("schedule", "list", "--json")[1]) == []
+
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=60) == 0
+    except BaseException:
+        print(log.read_text(errors="replace")[-6000:])
+        raise
+    finally:
+        _kill_group(serve.pid)
+        serve.wait(timeout=30)
+    assert "Traceback" not in log.read_text(errors="replace")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _ingested(name: str) -> bool:
+    c = Components.from_settings(get_settings())
+    try:
+        rows = c.graph.read_query("MATCH (d:Document) RETURN d.source AS source",
+                                  limit=1000).rows
+    finally:
+        c.close()
+    return any(Path(str(r["source"])).name == name for r in rows)
+
+
+@contextlib.contextmanager
+def _prefect_client() -> Iterator[SyncPrefectClient]:
+    """A client on the test's server (the test process itself has no PREFECT_API_URL)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    api = os.environ["KGRAG_PREFECT_API_URL"]
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        yield client
+
+
+def _deployment_id(name: str) -> Any:
+    with _prefect_client() as client:
+        return client.read_deployment_by_name(f"ingest_corpus/{name}").id
+
+
+def _runs(deployment_id: Any, *state_types: str) -> list[Any]:
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterDeploymentId,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    with _prefect_client() as client:
+        return client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(
+                any_=[StateType(t) for t in state_types])),
+        ))
+
+
+def _group_gone(pgid: int, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        if not _live_members(pgid):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of the group that are not zombies (zombies have exited)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().split(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(int(stat.parent.name))
+    return live
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
