@@ -70,7 +70,7 @@ def add_schedule(
 ) -> IngestSchedule:
     """Create the deployment of a scheduled ingest of `sources` (exactly one of cron,
     interval_s). Refuses a name that exists; paths are stored absolute."""
-    from prefect.deployments.runner import RunnerDeployment
+    from prefect.deployments.runner import DeploymentApplyError, RunnerDeployment
     from prefect.types.entrypoint import EntrypointType
 
     from flows.ingest import ingest_corpus
@@ -96,7 +96,14 @@ def add_schedule(
             # A module path: workers import kgrag (installed there); no code is copied.
             entrypoint_type=EntrypointType.MODULE_PATH,
         )
-        deployment.apply()
+        try:
+            deployment.apply()
+        except DeploymentApplyError as exc:
+            hint = (f"create the pool and start a worker for it: infra/worker.sh {pool}"
+                    if pool and "work pool" in str(exc).lower() else
+                    "check the server's log (kgrag server status shows where it is)")
+            raise ConfigError(f"the Prefect server refused the schedule: {exc}",
+                              hint=hint) from None
         found = _find(client, name)
     assert found is not None  # just created
     return _record(found)

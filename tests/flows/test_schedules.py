@@ -210,6 +210,42 @@ def test_scheduled_runs_ingest_new_files_pause_stops_them_remove_deletes(
     assert "Traceback" not in log.read_text(errors="replace")
 
 
+def test_work_pool_schedules_run_on_the_worker_of_infra_worker_sh(
+        kgrag_env: Path, api: str, tmp_path: Path) -> None:
+    """The scale-out path: a process worker started by infra/worker.sh runs the schedule's
+    runs (flow loaded by its module path, as on a worker machine with kgrag installed)."""
+    pool = "kgrag-test-pool"
+    proc = subprocess.run([KGRAG, "schedule", "add", "--source", str(tmp_path), "--interval",
+                           "5", "--pool", pool], env=dict(os.environ), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and f"infra/worker.sh {pool}" in proc.stderr  # no pool yet
+    pooled = tmp_path / "pooled"
+    pooled.mkdir()
+    (pooled / "danube.txt").write_text(CORPUS["danube.txt"])
+
+    log = tmp_path / "worker.log"
+    script = Path(__file__).resolve().parents[2] / "infra" / "worker.sh"
+    with open(log, "wb") as fh:
+        worker = subprocess.Popen([str(script), pool],
+                                  env={**os.environ, "PREFECT_API_URL": api}, stdout=fh,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: _pool_limit(pool) == 1, 120, "worker.sh to create the pool")
+        code, out = kgrag("schedule", "add", "--source", str(pooled), "--interval", "5",
+                          "--no-extract", "--name", "pooled", "--pool", pool)
+        assert code == 0 and f"pool '{pool}'" in out
+        t = time.perf_counter()
+        wait_for(lambda: _ingested("danube.txt"), 150, "a worker run of the pool schedule")
+        print(f"pool schedule ingested by the worker after {time.perf_counter() - t:.1f}s")
+        assert kgrag("schedule", "remove", "pooled")[0] == 0
+    except BaseException:
+        print(log.read_text(errors="replace")[-6000:])
+        raise
+    finally:
+        _kill_group(worker.pid)
+        worker.wait(timeout=30)
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -232,6 +268,16 @@ def _prefect_client() -> Iterator[SyncPrefectClient]:
     api = os.environ["KGRAG_PREFECT_API_URL"]
     with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
         yield client
+
+
+def _pool_limit(pool: str) -> int | None:
+    from prefect.exceptions import ObjectNotFound
+
+    with _prefect_client() as client:
+        try:
+            return client.read_work_pool(pool).concurrency_limit
+        except ObjectNotFound:
+            return None
 
 
 def _deployment_id(name: str) -> Any:
