@@ -50,8 +50,8 @@ def split_sentences(text: str) -> list[str]:
 
 
 def coverage(question: str, text: str) -> float:
-    """Share of the question's content terms that occur in `text` (prefix match, so
-    "born" covers "birthplace" only if written alike — this is lexical, on purpose)."""
+    """Share of the question's content terms that occur in `text`. Lexical on purpose;
+    words of five letters or more also match on their first five ("married" ~ "marriage")."""
     wanted = set(content_terms(question))
     if not wanted:
         return 1.0

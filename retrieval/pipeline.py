@@ -176,7 +176,11 @@ class QuestionAnsweringPipeline:
                                                            score=e.score, via=e.via)
                                         for e in linked])
         if route.mode == "direct":
-            generated = self.generator.direct(question)
+            try:
+                generated = self.generator.direct(question)
+            except LLMOutputError as exc:
+                log.warning("direct answer returned unusable output: %s", exc)
+                generated = Generated([Sentence(text="The model returned no usable answer.")])
             answer.sentences = generated.sentences
             answer.answer = generated.text
         else:
