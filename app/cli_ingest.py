@@ -55,7 +55,9 @@ def ingest(
     if missing:
         err.print(f"[bold red]error:[/] no such file or folder: {', '.join(missing)}")
         raise typer.Exit(2)
+    from core.settings import get_settings
     from flows.ingest import ingest_corpus
+    from flows.prefect_server import prefect_api
     from flows.progress import watching
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -68,7 +70,7 @@ def ingest(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        with watching(sink):
+        with watching(sink), prefect_api(get_settings()):
             summary = ingest_corpus(list(paths), extract=extract, text_field=text_field,
                                     id_field=id_field, title_field=title_field)
     if json_out:

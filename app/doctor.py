@@ -131,11 +131,18 @@ def check_gpu(s: Settings) -> Check:
 
 
 def check_prefect(s: Settings) -> Check:
-    import os
+    from flows.prefect_server import require_server, resolve_api
 
-    api = os.environ.get("PREFECT_API_URL", "")
-    where = api or "ephemeral API (no server needed)"
-    return Check("orchestration", True, f"prefect {_version('prefect')}: {where}")
+    api = resolve_api(s)
+    head = f"prefect {_version('prefect')}, task runner {s.task_runner}"
+    if api.url is None:
+        return Check("orchestration", True, f"{head}: ephemeral API (flows run; schedules "
+                     "need a server: kgrag server start)")
+    try:
+        require_server(s)
+    except KgragError as exc:
+        return Check("orchestration", False, f"{head}: {exc.message}", exc.hint)
+    return Check("orchestration", True, f"{head}: {api.url} ({api.source})")
 
 
 CHECKS: list[Callable[[Settings], Check]] = [
