@@ -11,12 +11,14 @@
 set -euo pipefail
 
 POOL="${1:-${KGRAG_WORK_POOL:-kgrag}}"
+: "${PREFECT_API_URL:?set PREFECT_API_URL to your Prefect server, e.g. http://127.0.0.1:4200/api}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 if [[ -z "${PREFECT:-}" ]]; then
+  # This checkout's virtualenv (make setup), else the image's / PATH's prefect.
   if [[ -x "$HERE/../.venv/bin/prefect" ]]; then PREFECT="$HERE/../.venv/bin/prefect"
-  else PREFECT="$(command -v prefect)"; fi
+  else PREFECT="$(command -v prefect || true)"; fi
 fi
-: "${PREFECT_API_URL:?set PREFECT_API_URL to your Prefect server, e.g. http://127.0.0.1:4200/api}"
+[[ -n "$PREFECT" ]] || { echo "worker.sh: prefect not found (pip install kgrag)" >&2; exit 1; }
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 
 # The server may still be starting (compose starts everything at once): wait, bounded.
