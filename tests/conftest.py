@@ -18,7 +18,6 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Prefect's ephemeral API keeps its database here, not in the developer's ~/.prefect.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="kgrag-test-prefect-")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # The ephemeral API migrates a fresh database at its first start; on a busy CI machine that
 # takes longer than Prefect's 20 s default.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
