@@ -29,12 +29,14 @@ Prints a table; writes bench/out/embed.json and bench/out/embed.png.
 from __future__ import annotations
 
 import argparse
+import atexit
 import cProfile
 import io
 import json
 import os
 import platform
 import pstats
+import shutil
 import statistics
 import sys
 import tempfile
@@ -142,6 +144,7 @@ def make_arms(batches: list[list[Chunk]], batch_size: int, device: str) -> Arms:
     dimension = ours.dimension  # loads the model now, not inside a timed arm
     settings = get_settings()
     tmp = Path(tempfile.mkdtemp(prefix="embed-bench-"))
+    atexit.register(shutil.rmtree, tmp, True)  # the indexes written by the timed passes
     faiss_seconds: list[float] = []
 
     def encode(t: Sequence[str]) -> Any:
