@@ -1,0 +1,637 @@
+"""Extraction quality and cost: kgrag's one-call `ChunkExtractor` against a LightRAG-style
+baseline (extraction + one gleaning pass, same model), on WebNLG text with gold triples.
+
+Data: BIG-bench `gem/webnlg_en` (see `bench/webnlg.py`), records with an even index only
+(odd ones are held out); each record's first reference text is one chunk, its DBpedia
+triples the gold. Both extractors run on the same local GGUF model, one record after the
+other (the order alternates, so load from other processes hits both alike).
+
+Soft match. Strings are normalised: NFKC, camelCase split (`birthPlace` -> `birth place`),
+casefolded, underscores and punctuation to spaces, spaces squashed. A predicted triple
+matches a gold triple when subject, predicate and object EACH match: equal after
+normalisation, or (soft) cosine >= `--sim` (0.8) between all-MiniLM-L6-v2 embeddings of
+the normalised strings. Matching is one-to-one (maximum bipartite matching per record), so
+a repeated prediction cannot match one gold triple twice. Precision = matched / predicted,
+recall = matched / gold, micro-averaged over records. Three variants are reported:
+`strict` (normalised equality only), `soft` (the above) and `pair` (subject and object
+soft-match, predicate ignored: WebNLG's DBpedia property names are hard to guess from text,
+so this shows whether the facts' ends were found). The baseline's relation label is its
+`relationship_keywords` field: a baseline predicate matches when the whole field or any of
+its comma-separated keywords matches (its description when it gave no keywords).
+Entity recall: share of gold subjects/objects matched by a predicted entity name or triple
+end (strict and soft). 95% intervals come from a bootstrap over records.
+
+Cost: model calls (every attempt, retries included), prompt + completion tokens and
+seconds per chunk. Replies are cached under `bench/.cache/extract/` (llm_cache), so a
+re-run costs nothing; the calls of each record's first, uncached run are kept in
+`bench/.cache/extract/first_run.json` and those are what the cost columns report.
+
+Each extractor has its own llama.cpp context (one loaded model each; the GGUF is mmapped
+and shared), as a sequential ingest would: a context reuses the KV cache of the prompt
+prefix it saw last, and both extractors repeat their instructions and example every chunk.
+
+Judge: kgrag's triples scored by `kg.judge.GroundingJudge` (no LLM call) and cut at each
+threshold of `--thresholds` (0.5 is the setting's default): precision gained, recall lost
+against the judge off.
+
+    python bench/extract_bench.py --n 10                  # ~10-15 min uncached, 2 busy cores
+    python bench/extract_bench.py --n 40                  # ~35-60 min uncached; cached: 20 s
+    python bench/extract_bench.py --n 20 --variant 1.5b   # Qwen2.5-Coder-1.5B, ~20 min
+
+Prints tables; writes bench/out/extract.json and bench/out/extract.png (`extract-<variant>`
+for a variant other than 0.5b).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import sys
+import time
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.lightrag_baseline import (
+    EXAMPLE,
+    LightRAGExtraction,
+    LightRAGExtractor,
+    parse_records,
+)
+from bench.webnlg import WebNLGRecord, webnlg_records
+from core.embed import SentenceTransformerEmbedder
+from core.llm.base import ChatModel, ChatModelLayer, Completion, CompletionRequest
+from core.llm.cache import CachedChatModel
+from core.llm.factory import make_backend, make_chat_model
+from core.model_files import SPECS, assemble_model
+from core.models import Chunk
+from core.settings import Settings, load_settings
+from kg.extract import ChunkContext, ChunkExtraction, ChunkExtractor
+from kg.judge import GroundingJudge
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+CACHE = ROOT / "bench" / ".cache" / "extract"
+KGRAG, BASELINE = "kgrag", "lightrag"
+Gold = tuple[str, str, str]
+
+
+# --- soft matching --------------------------------------------------------------------
+
+
+def normalise(s: str) -> str:
+    """NFKC, camelCase split, casefold, underscores/punctuation to spaces, squashed."""
+    s = unicodedata.normalize("NFKC", s)
+    s = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", s)
+    s = re.sub(r"[\W_]+", " ", s.casefold())
+    return " ".join(s.split())
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """A predicted triple; `predicates` are the alternative labels it may match with."""
+
+    subject: str
+    predicates: tuple[str, ...]
+    object: str
+
+
+class SoftMatcher:
+    """Element match: normalised equality, or (soft) embedding cosine >= `threshold`."""
+
+    def __init__(self, embed: Callable[[Sequence[str]], np.ndarray], threshold: float) -> None:
+        self.embed = embed
+        self.threshold = threshold
+        self._vec: dict[str, np.ndarray] = {}
+
+    def prepare(self, strings: Sequence[str]) -> None:
+        """Embed, in one batch, every normalised string not seen yet."""
+        new = sorted({normalise(s) for s in strings} - set(self._vec) - {""})
+        if new:
+            self._vec.update(zip(new, self.embed(new), strict=True))
+
+    def same(self, a: str, b: str, soft: bool = True) -> bool:
+        na, nb = normalise(a), normalise(b)
+        if not na or not nb:
+            return False
+        if na == nb:
+            return True
+        if not soft:
+            return False
+        self.prepare([a, b])
+        return float(self._vec[na] @ self._vec[nb]) >= self.threshold
+
+    def any_same(self, options: Sequence[str], b: str, soft: bool = True) -> bool:
+        return any(self.same(a, b, soft) for a in options)
+
+
+def max_matching(edges: list[list[int]], n_right: int) -> int:
+    """Size of a maximum bipartite matching (Kuhn's augmenting paths); tiny inputs."""
+    owner = [-1] * n_right
+
+    def augment(left: int, seen: set[int]) -> bool:
+        for right in edges[left]:
+            if right in seen:
+                continue
+            seen.add(right)
+            if owner[right] < 0 or augment(owner[right], seen):
+                owner[right] = left
+                return True
+        return False
+
+    return sum(augment(i, set()) for i in range(len(edges)))
+
+
+def matched_triples(pred: Sequence[Predicted], gold: Sequence[Gold], m: SoftMatcher,
+                    mode: str) -> int:
+    """How many predicted triples match distinct gold triples (`strict`/`soft`/`pair`)."""
+    soft = mode != "strict"
+    edges = [[j for j, (gs, gp, go) in enumerate(gold)
+              if m.same(p.subject, gs, soft) and m.same(p.object, go, soft)
+              and (mode == "pair" or m.any_same(p.predicates, gp, soft))]
+             for p in pred]
+    return max_matching(edges, len(gold))
+
+
+def found_entities(names: Sequence[str], gold: Sequence[Gold], m: SoftMatcher,
+                   soft: bool) -> tuple[int, int]:
+    """(gold entities matched by a predicted name, gold entities), per record."""
+    wanted = {normalise(x): x for s, _, o in gold for x in (s, o)}
+    hit = sum(any(m.same(n, g, soft) for n in names) for g in wanted.values())
+    return hit, len(wanted)
+
+
+# --- running the extractors -----------------------------------------------------------
+
+
+class CallRecorder(ChatModelLayer):
+    """Innermost layer: each request that reaches the model, with its tokens and time
+    (cache hits never get here; retries do)."""
+
+    def __init__(self, inner: ChatModel) -> None:
+        super().__init__(inner)
+        self.calls: list[dict[str, Any]] = []
+
+    async def acomplete(self, request: CompletionRequest) -> Completion:
+        start = time.perf_counter()
+        try:
+            result = await self.inner.acomplete(request)
+        except Exception as exc:
+            self.calls.append({"prompt_tokens": 0, "completion_tokens": 0,
+                               "seconds": round(time.perf_counter() - start, 3),
+                               "finish_reason": f"error: {type(exc).__name__}"})
+            raise
+        self.calls.append({"prompt_tokens": result.prompt_tokens,
+                           "completion_tokens": result.completion_tokens,
+                           "seconds": round(time.perf_counter() - start, 3),
+                           "finish_reason": result.finish_reason,
+                           "load1": round(os.getloadavg()[0], 2)})  # other jobs' share
+        return result
+
+
+@dataclass
+class RecordRun:
+    """One extractor's output on one record, and what it cost on its first run."""
+
+    index: int
+    extractor: str
+    triples: list[Predicted]
+    entities: list[str]
+    calls: list[dict[str, Any]]
+    cached: bool = False
+    error: str | None = None
+    judge_scores: list[float] = field(default_factory=list)
+    first_pass_triples: list[Predicted] = field(default_factory=list)  # baseline only
+    malformed: int = 0
+    completed: list[bool] = field(default_factory=list)
+    example_leak: bool = False
+    raw: list[str] = field(default_factory=list)
+
+
+class FirstRunLog:
+    """The model calls of each record's first (uncached) run, kept across runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, list[dict[str, Any]]] = (
+            json.loads(path.read_text()) if path.is_file() else {})
+
+    def resolve(self, key: str, fresh: list[dict[str, Any]], any_cached: bool,
+                ) -> list[dict[str, Any]]:
+        if fresh and not any_cached:
+            self.data[key] = fresh
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.data))
+            return fresh
+        return self.data.get(key, fresh)
+
+
+def chunk_of(record: WebNLGRecord) -> Chunk:
+    doc_id = f"webnlg-{record.index}"
+    return Chunk(id=Chunk.make_id(doc_id, 0, record.text), doc_id=doc_id, text=record.text,
+                 start=0, end=len(record.text), position=0)
+
+
+def baseline_triples(extraction: LightRAGExtraction) -> list[Predicted]:
+    out = []
+    for r in extraction.relations:
+        labels = [k.strip() for k in r.keywords.split(",") if k.strip()]
+        labels = [r.keywords, *labels] if labels else [r.description]
+        out.append(Predicted(r.source, tuple(labels), r.target))
+    return out
+
+
+_EXAMPLE_NAMES = ("noah carter", "world athletics", "carbon fiber spikes")
+
+
+def leaks_example(texts: Sequence[str], chunk_text: str) -> bool:
+    """The reply repeats the few-shot example's entities that the chunk does not have."""
+    said, source = normalise(" ".join(texts)), normalise(chunk_text)
+    return any(n in said and n not in source for n in _EXAMPLE_NAMES)
+
+
+def cached_text(llm: ChatModel, request: CompletionRequest) -> str:
+    """The validated reply the LLM cache holds for `request` ("" if none: a failed chunk)."""
+    layer: Any = llm
+    while layer is not None and not isinstance(layer, CachedChatModel):
+        layer = getattr(layer, "inner", None)
+    hit = layer.store.get(layer.key(request)) if layer is not None else None
+    return hit.text if hit is not None else ""
+
+
+class Runner:
+    """Both extractors over one shared model, with per-extractor call records."""
+
+    def __init__(self, settings: Settings, embedder: SentenceTransformerEmbedder,
+                 model_name: str) -> None:
+        # One llama.cpp context each: a context reuses the KV cache of the prompt prefix it
+        # saw last, and each extractor repeats its own instructions + example every chunk.
+        self.recorders = {KGRAG: CallRecorder(make_backend(settings)),
+                          BASELINE: CallRecorder(make_backend(settings))}
+        self.kgrag = ChunkExtractor(make_chat_model(settings, self.recorders[KGRAG]))
+        self.baseline = LightRAGExtractor(make_chat_model(settings, self.recorders[BASELINE]))
+        self.judge = GroundingJudge(embedder.embed, threshold=0.0)
+        self.log = FirstRunLog(CACHE / "first_run.json")
+        self.model_name = model_name
+
+    def _calls(self, name: str, index: int, before: int, any_cached: bool,
+               ) -> list[dict[str, Any]]:
+        fresh = self.recorders[name].calls[before:]
+        return self.log.resolve(f"{self.model_name}|{name}|{index}", fresh, any_cached)
+
+    def run_kgrag(self, record: WebNLGRecord) -> RecordRun:
+        chunk, before = chunk_of(record), len(self.recorders[KGRAG].calls)
+        result: ChunkExtraction = self.kgrag.run([ChunkContext(chunk)])[0]
+        names = {e.id: e.name for e in result.entities}
+        triples = [Predicted(names[r.subject_id], (r.predicate,), names[r.object_id])
+                   for r in result.relations]
+        scores = (self.judge.score(chunk, result.relations, names) if result.relations
+                  else [])
+        raw = cached_text(self.kgrag.llm, self.kgrag.request(ChunkContext(chunk)))
+        return RecordRun(record.index, KGRAG, triples, list(names.values()),
+                         self._calls(KGRAG, record.index, before, result.cached),
+                         cached=result.cached, error=result.error,
+                         judge_scores=[round(float(s), 4) for s in scores],
+                         raw=[raw] if raw else [])
+
+    def run_baseline(self, record: WebNLGRecord) -> RecordRun:
+        before = len(self.recorders[BASELINE].calls)
+        ex = self.baseline.run(record.text)
+        any_cached = any(r.cached for r in ex.replies)
+        first = LightRAGExtraction()
+        if ex.replies:
+            parsed = parse_records(ex.replies[0].text)
+            first.relations = parsed.relations
+        names = [e.name for e in ex.entities]
+        names += [x for r in ex.relations for x in (r.source, r.target)]
+        texts = [r.text for r in ex.replies]
+        return RecordRun(record.index, BASELINE, baseline_triples(ex), names,
+                         self._calls(BASELINE, record.index, before, any_cached),
+                         cached=any_cached, error=ex.error,
+                         first_pass_triples=baseline_triples(first), malformed=ex.malformed,
+                         completed=ex.completed, example_leak=leaks_example(texts, record.text),
+                         raw=texts)
+
+
+# --- scoring --------------------------------------------------------------------------
+
+
+@dataclass
+class Counts:
+    """Per-record counts behind micro P/R/F1 (kept per record for the bootstrap)."""
+
+    predicted: list[int] = field(default_factory=list)
+    gold: list[int] = field(default_factory=list)
+    matched: list[int] = field(default_factory=list)
+
+    def add(self, predicted: int, gold: int, matched: int) -> None:
+        self.predicted.append(predicted)
+        self.gold.append(gold)
+        self.matched.append(matched)
+
+    def prf(self, rows: Sequence[int] | None = None) -> tuple[float, float, float]:
+        idx = range(len(self.gold)) if rows is None else rows
+        m = sum(self.matched[i] for i in idx)
+        p_n, g_n = sum(self.predicted[i] for i in idx), sum(self.gold[i] for i in idx)
+        p = m / p_n if p_n else 0.0
+        r = m / g_n if g_n else 0.0
+        return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def score_triples(runs: Sequence[RecordRun], records: dict[int, WebNLGRecord],
+                  m: SoftMatcher, pick: Callable[[RecordRun], list[Predicted]],
+                  ) -> dict[str, Counts]:
+    out = {mode: Counts() for mode in ("strict", "soft", "pair")}
+    for run in runs:
+        gold, pred = records[run.index].triples, pick(run)
+        for mode, counts in out.items():
+            counts.add(len(pred), len(gold), matched_triples(pred, gold, m, mode))
+    return out
+
+
+def score_entities(runs: Sequence[RecordRun], records: dict[int, WebNLGRecord],
+                   m: SoftMatcher) -> dict[str, float]:
+    out = {}
+    for mode in ("strict", "soft"):
+        hits = [found_entities(r.entities, records[r.index].triples, m, mode == "soft")
+                for r in runs]
+        out[mode] = sum(h for h, _ in hits) / max(1, sum(n for _, n in hits))
+    return out
+
+
+def bootstrap(a: Counts, b: Counts | None = None, rounds: int = 1000,
+              seed: int = 0) -> tuple[float, float]:
+    """95% interval of F1(a) (or F1(a) - F1(b), paired) over records resampled."""
+    rng, n, values = random.Random(seed), len(a.gold), []
+    for _ in range(rounds):
+        rows = [rng.randrange(n) for _ in range(n)]
+        values.append(a.prf(rows)[2] - (b.prf(rows)[2] if b else 0.0))
+    values.sort()
+    return values[int(0.025 * rounds)], values[int(0.975 * rounds) - 1]
+
+
+def cost(runs: Sequence[RecordRun]) -> dict[str, Any]:
+    n = max(1, len(runs))
+    calls = [c for r in runs for c in r.calls]
+    prompt = sum(c["prompt_tokens"] for c in calls)
+    completion = sum(c["completion_tokens"] for c in calls)
+    return {
+        "chunks": len(runs),
+        "calls_per_chunk": round(len(calls) / n, 2),
+        "prompt_tokens_per_chunk": round(prompt / n, 1),
+        "completion_tokens_per_chunk": round(completion / n, 1),
+        "tokens_per_chunk": round((prompt + completion) / n, 1),
+        "seconds_per_chunk": round(sum(c["seconds"] for c in calls) / n, 2),
+        "truncated_calls": sum(c["finish_reason"] == "length" for c in calls),
+        "chunks_with_truncated_call": sum(
+            any(c["finish_reason"] == "length" for c in r.calls) for r in runs),
+        "chunks_retried": sum(len(r.calls) > 1 for r in runs if r.extractor == KGRAG),
+        "failed_chunks": sum(r.error is not None for r in runs),
+        "chunks_without_triples": sum(not r.triples for r in runs),
+        "chunks_without_entities": sum(not r.entities for r in runs),
+        "triples_per_chunk": round(sum(len(r.triples) for r in runs) / n, 2),
+    }
+
+
+def quality_row(name: str, counts: dict[str, Counts], entity_recall: dict[str, float],
+                ) -> dict[str, Any]:
+    row: dict[str, Any] = {"extractor": name}
+    for mode, c in counts.items():
+        p, r, f = c.prf()
+        row[mode] = {"precision": round(p, 3), "recall": round(r, 3), "f1": round(f, 3),
+                     "predicted": sum(c.predicted), "matched": sum(c.matched)}
+    lo, hi = bootstrap(counts["soft"])
+    row["soft"]["f1_ci95"] = [round(lo, 3), round(hi, 3)]
+    row["entity_recall"] = {k: round(v, 3) for k, v in entity_recall.items()}
+    row["gold"] = sum(counts["soft"].gold)
+    return row
+
+
+def judged(run: RecordRun, threshold: float) -> list[Predicted]:
+    return [t for t, s in zip(run.triples, run.judge_scores, strict=True) if s >= threshold]
+
+
+def evaluate(runs: dict[str, list[RecordRun]], records: dict[int, WebNLGRecord],
+             m: SoftMatcher, thresholds: Sequence[float]) -> dict[str, Any]:
+    kg_runs, lr_runs = runs[KGRAG], runs[BASELINE]
+    counts = {
+        KGRAG: score_triples(kg_runs, records, m, lambda r: r.triples),
+        BASELINE: score_triples(lr_runs, records, m, lambda r: r.triples),
+        f"{BASELINE} (no gleaning)": score_triples(lr_runs, records, m,
+                                                   lambda r: r.first_pass_triples),
+    }
+    entity = {KGRAG: score_entities(kg_runs, records, m),
+              BASELINE: score_entities(lr_runs, records, m)}
+    quality = [quality_row(name, c, entity.get(name, {})) for name, c in counts.items()]
+    off = counts[KGRAG]["soft"].prf()
+    judge_rows = []
+    for t in sorted({0.0, *thresholds}):
+        c = score_triples(kg_runs, records, m, lambda r, t=t: judged(r, t))
+        p, r, f = c["soft"].prf()
+        sp, sr, sf = c["strict"].prf()
+        pair_f1 = c["pair"].prf()[2]
+        judge_rows.append({
+            "threshold": t, "triples_kept": sum(c["soft"].predicted),
+            "precision": round(p, 3), "recall": round(r, 3), "f1": round(f, 3),
+            "precision_gained": round(p - off[0], 3), "recall_lost": round(off[1] - r, 3),
+            "strict": {"precision": round(sp, 3), "recall": round(sr, 3), "f1": round(sf, 3)},
+            "pair_f1": round(pair_f1, 3),
+        })
+    costs = {KGRAG: cost(kg_runs), BASELINE: cost(lr_runs)}
+    costs[BASELINE]["malformed_records"] = sum(r.malformed for r in lr_runs)
+    costs[BASELINE]["chunks_with_malformed_records"] = sum(r.malformed > 0 for r in lr_runs)
+    costs[BASELINE]["replies_without_completion_delimiter"] = sum(
+        not done for r in lr_runs for done in r.completed)
+    costs[BASELINE]["chunks_echoing_the_example"] = sum(r.example_leak for r in lr_runs)
+    costs[BASELINE]["chunks_gleaning_added_triples"] = sum(
+        len(r.triples) > len(r.first_pass_triples) for r in lr_runs)
+    diff = bootstrap(counts[KGRAG]["soft"], counts[BASELINE]["soft"])
+    kg_f1, lr_f1 = off[2], counts[BASELINE]["soft"].prf()[2]
+    ratio = costs[KGRAG]["tokens_per_chunk"] / max(1.0, costs[BASELINE]["tokens_per_chunk"])
+    target = {
+        "token_ratio": round(ratio, 3), "f1_kgrag": round(kg_f1, 3),
+        "f1_baseline": round(lr_f1, 3), "f1_difference": round(kg_f1 - lr_f1, 3),
+        "f1_difference_ci95": [round(x, 3) for x in diff],
+        "met": bool(ratio <= 0.5 and kg_f1 >= lr_f1),
+    }
+    return {"quality": quality, "cost": costs, "judge": judge_rows, "target": target}
+
+
+# --- reporting ------------------------------------------------------------------------
+
+
+def print_tables(report: dict[str, Any]) -> None:
+    print(f"\nquality ({report['gold_triples']} gold triples, {report['n']} chunks)")
+    print(f"{'extractor':<24}{'triples':>8}" + "".join(
+        f"{m + ' P/R/F1':>20}" for m in ("strict", "soft", "pair")) + f"{'ent R s/soft':>14}")
+    for row in report["quality"]:
+        cells = "".join(f"{row[m]['precision']:>8.2f}{row[m]['recall']:>6.2f}"
+                        f"{row[m]['f1']:>6.2f}" for m in ("strict", "soft", "pair"))
+        ent = row["entity_recall"]
+        ent_s = f"{ent['strict']:>8.2f}{ent['soft']:>6.2f}" if ent else f"{'-':>14}"
+        print(f"{row['extractor']:<24}{row['soft']['predicted']:>8}{cells}{ent_s}")
+    print("\ncost per chunk (first, uncached run)")
+    print(f"{'extractor':<12}{'calls':>7}{'prompt':>8}{'compl':>7}{'total':>7}{'s':>7}"
+          f"{'failed':>8}{'empty':>7}{'trunc':>7}")
+    for name, c in report["cost"].items():
+        n = max(1, c["chunks"])
+        print(f"{name:<12}{c['calls_per_chunk']:>7}{c['prompt_tokens_per_chunk']:>8.0f}"
+              f"{c['completion_tokens_per_chunk']:>7.0f}{c['tokens_per_chunk']:>7.0f}"
+              f"{c['seconds_per_chunk']:>7.1f}{c['failed_chunks'] / n:>8.0%}"
+              f"{c['chunks_without_triples'] / n:>7.0%}"
+              f"{c['chunks_with_truncated_call'] / n:>7.0%}")
+    print("\nkgrag with the GroundingJudge (soft match; threshold 0 = judge off)")
+    print(f"{'threshold':>9}{'kept':>6}{'P':>7}{'R':>7}{'F1':>7}{'P gained':>10}{'R lost':>8}")
+    for j in report["judge"]:
+        print(f"{j['threshold']:>9.2f}{j['triples_kept']:>6}{j['precision']:>7.3f}"
+              f"{j['recall']:>7.3f}{j['f1']:>7.3f}{j['precision_gained']:>+10.3f}"
+              f"{j['recall_lost']:>8.3f}")
+    t = report["target"]
+    print(f"\ntarget (<= 0.5x tokens at >= F1): token ratio {t['token_ratio']:.2f}, soft F1 "
+          f"{t['f1_kgrag']:.3f} vs {t['f1_baseline']:.3f} (difference 95% CI "
+          f"{t['f1_difference_ci95'][0]:+.3f}..{t['f1_difference_ci95'][1]:+.3f}): "
+          f"{'met' if t['met'] else 'NOT met'}")
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    rows = report["quality"]
+    judge05 = next((j for j in report["judge"] if j["threshold"] == 0.5), None)
+    names = [r["extractor"].replace(" (", "\n(") for r in rows]
+    bars = [[r["soft"][k] for r in rows] for k in ("precision", "recall", "f1")]
+    pair = [r["pair"]["f1"] for r in rows]
+    if judge05:
+        names.append("kgrag\n+judge 0.5")
+        for series, k in zip(bars, ("precision", "recall", "f1"), strict=True):
+            series.append(judge05[k])
+        pair.append(judge05["pair_f1"])
+    x = np.arange(len(names))
+    for i, (series, label) in enumerate(zip(bars, ("precision", "recall", "F1"), strict=True)):
+        axes[0].bar(x + (i - 1) * 0.27, series, 0.27, label=label)
+    axes[0].plot(x, pair, "k_", markersize=22, mew=2, label="F1, pair match")
+    axes[0].set_xticks(x, names, fontsize=7)
+    axes[0].set(title="triples, soft match", ylim=(0, 1))
+    axes[0].legend(fontsize=7)
+
+    costs = report["cost"]
+    cx = np.arange(len(costs))
+    prompt = [c["prompt_tokens_per_chunk"] for c in costs.values()]
+    completion = [c["completion_tokens_per_chunk"] for c in costs.values()]
+    axes[1].bar(cx, prompt, label="prompt")
+    axes[1].bar(cx, completion, bottom=prompt, label="completion")
+    for i, c in enumerate(costs.values()):
+        axes[1].annotate(f"{c['calls_per_chunk']} calls\n{c['seconds_per_chunk']:.0f} s",
+                         (i, prompt[i] + completion[i]), ha="center", va="bottom", fontsize=7)
+    axes[1].set_xticks(cx, list(costs))
+    axes[1].set(title="tokens per chunk", ylim=(0, 1.25 * max(p + c for p, c in
+                                                              zip(prompt, completion,
+                                                                  strict=True))))
+    axes[1].legend(fontsize=7)
+
+    js = report["judge"]
+    axes[2].plot([j["threshold"] for j in js], [j["precision"] for j in js], "o-",
+                 label="precision")
+    axes[2].plot([j["threshold"] for j in js], [j["recall"] for j in js], "s-", label="recall")
+    axes[2].plot([j["threshold"] for j in js], [j["f1"] for j in js], "^-", label="F1")
+    axes[2].set(title="kgrag + GroundingJudge", xlabel="threshold (0 = off)", ylim=(0, 1))
+    axes[2].legend(fontsize=7)
+    for ax in axes:
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(f"{report['model']}, WebNLG even records, n={report['n']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_to_json(run: RecordRun) -> dict[str, Any]:
+    d = asdict(run)
+    for key in ("triples", "first_pass_triples"):
+        d[key] = [[t["subject"], " | ".join(t["predicates"]), t["object"]] for t in d[key]]
+    return d
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100, help="even-index records to score")
+    parser.add_argument("--variant", choices=sorted(SPECS), default="0.5b")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="llama.cpp threads (1 is fastest on 2 shared cores)")
+    parser.add_argument("--sim", type=float, default=0.8, help="soft-match cosine threshold")
+    parser.add_argument("--thresholds", default="0.5,0.7,0.8,0.85,0.9",
+                        help="GroundingJudge thresholds (0.5 is the setting's default)")
+    parser.add_argument("--models-dir", type=Path, default=ROOT / "data" / "models")
+    args = parser.parse_args()
+
+    base = load_settings(data_dir=CACHE, llm_cache=True, llm_threads=args.threads)
+    model_path = assemble_model(base, args.variant, models_dir=args.models_dir)
+    model_name = SPECS[args.variant].name
+    settings = load_settings(data_dir=CACHE, llm_cache=True, llm_threads=args.threads,
+                             llm_model_path=model_path, llm_model=model_name)
+    records = [r for r in webnlg_records() if r.index % 2 == 0][: args.n]
+    by_index = {r.index: r for r in records}
+    embedder = SentenceTransformerEmbedder.from_settings(settings)
+    runner = Runner(settings, embedder, model_name)
+
+    load_before = os.getloadavg()
+    runs: dict[str, list[RecordRun]] = {KGRAG: [], BASELINE: []}
+    start = time.perf_counter()
+    for i, record in enumerate(records):
+        order = [KGRAG, BASELINE] if i % 2 == 0 else [BASELINE, KGRAG]
+        for name in order:
+            run = (runner.run_kgrag if name == KGRAG else runner.run_baseline)(record)
+            runs[name].append(run)
+        kg, lr = runs[KGRAG][-1], runs[BASELINE][-1]
+        print(f"  {i + 1:>3}/{len(records)} #{record.index:<4} gold {len(record.triples)}"
+              f"  kgrag {len(kg.triples):>2} triples {sum(c['seconds'] for c in kg.calls):5.1f} s"
+              f"{' (cached)' if kg.cached else ''}{' ERROR' if kg.error else ''}"
+              f"  lightrag {len(lr.triples):>2} triples "
+              f"{sum(c['seconds'] for c in lr.calls):5.1f} s{' (cached)' if lr.cached else ''}",
+              flush=True)
+    wall = time.perf_counter() - start
+
+    matcher = SoftMatcher(embedder.embed, args.sim)
+    thresholds = [float(t) for t in args.thresholds.split(",") if t]
+    report: dict[str, Any] = {
+        "model": model_name, "n": len(records), "indexes": [r.index for r in records],
+        "gold_triples": sum(len(r.triples) for r in records),
+        "soft_match": {"embedding": settings.embed_model, "cosine_threshold": args.sim,
+                       "normalisation": "NFKC, camelCase split, casefold, underscores and "
+                       "punctuation to spaces, whitespace squashed"},
+        "judge": "kg.judge.GroundingJudge",
+        "max_tokens": settings.llm_max_tokens, "threads": args.threads,
+        "example_chars": len(EXAMPLE),
+    }
+    report.update(evaluate(runs, by_index, matcher, thresholds))
+    report["judge_thresholds"] = thresholds
+    loads = [c["load1"] for rs in runs.values() for r in rs for c in r.calls if "load1" in c]
+    report["run"] = {"wall_seconds_this_run": round(wall, 1), "cpus": os.cpu_count(),
+                     "first_run_load1_mean": round(sum(loads) / len(loads), 2) if loads else None,
+                     "loadavg_before": [round(x, 2) for x in load_before],
+                     "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+                     "python": platform.python_version()}
+    report["records"] = {name: [run_to_json(r) for r in rs] for name, rs in runs.items()}
+    print_tables(report)
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    stem = "extract" if args.variant == "0.5b" else f"extract-{args.variant}"
+    (OUT / f"{stem}.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    plot(report, OUT / f"{stem}.png")
+    print(f"wrote {OUT / (stem + '.json')} and {stem}.png")
+
+
+if __name__ == "__main__":
+    main()
