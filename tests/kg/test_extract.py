@@ -98,3 +98,26 @@ def test_overlong_values_are_cut_not_failed() -> None:
     _, r = run_one(long)
     assert not r.failed  # type: ignore[attr-defined]
     assert len(r.entities[0].name) == 100 and len(r.entities[0].description) == 300  # type: ignore
+
+
+def test_valid_but_empty_output_is_a_failed_chunk_with_reason() -> None:
+    empty = json.dumps({"entities": [], "propositions": ["Nothing here."], "triples": []})
+    _, r = run_one(empty)
+    assert r.failed and r.error.startswith("empty graph")  # type: ignore[attr-defined]
+    # Unusable names count as empty too: a blank entity and a self-loop give no facts.
+    blank = json.dumps({"entities": [{"name": " . ", "type": "T", "description": ""}],
+                        "propositions": [], "triples": [
+                            {"subject": "", "predicate": "is", "object": "", "p": 0}]})
+    _, r = run_one(blank)
+    assert r.failed and "1 entities and 1 triples" in r.error  # type: ignore[attr-defined]
+
+
+def test_schema_asks_for_at_least_one_entity_and_triple() -> None:
+    import jsonschema
+
+    props = CHUNK_GRAPH_SCHEMA["properties"]
+    assert props["entities"]["minItems"] == props["triples"]["minItems"] == 1
+    # The retry layer validates with this schema, so `[]` is resampled, not accepted.
+    empty = {"entities": [], "propositions": [], "triples": []}
+    assert not jsonschema.Draft202012Validator(CHUNK_GRAPH_SCHEMA).is_valid(empty)
+    assert jsonschema.Draft202012Validator(CHUNK_GRAPH_SCHEMA).is_valid(json.loads(GOOD))
