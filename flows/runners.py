@@ -19,6 +19,8 @@ flow starts: `kgrag ingest`, a run of `kgrag serve`, or a Prefect worker.
 from __future__ import annotations
 
 import logging
+import sys
+import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,7 +67,7 @@ def make_task_runner(settings: Settings) -> TaskRunner[Any]:
     logging.getLogger("distributed").setLevel(logging.WARNING)
     if settings.dask_address:
         return DaskTaskRunner(address=settings.dask_address)
-    return DaskTaskRunner(cluster_kwargs={
+    return DaskTaskRunner(cluster_class=local_cluster, cluster_kwargs={
         "n_workers": settings.dask_workers,
         "threads_per_worker": 1,
         "processes": True,
@@ -74,6 +76,25 @@ def make_task_runner(settings: Settings) -> TaskRunner[Any]:
         # process would start an ephemeral Prefect API of its own (~10 s each).
         "env": {"PREFECT_API_URL": _current_api_url()},
     })
+
+
+def local_cluster(**kwargs: Any) -> Any:
+    """A `distributed.LocalCluster` whose worker processes start from a clean `__main__`.
+
+    Worker processes are spawned, and a spawned process first re-runs the parent's
+    `__main__` script. Inside Streamlit (the UI's Ingest page runs the flow in-process, and
+    so does `AppTest`) `__main__` is the page script, so every worker would run the page
+    (under AppTest it crashed: "Nanny failed to start"). The workers need nothing from
+    `__main__` (the tasks live in `flows.runners`), so it is hidden while they start.
+    """
+    from distributed import LocalCluster
+
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        return LocalCluster(**kwargs)
+    finally:
+        sys.modules["__main__"] = main
 
 
 def fans_out(settings: Settings) -> bool:

@@ -10,8 +10,10 @@ in-process scripted model cannot reach them; an HTTP server can, like vLLM would
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -139,6 +141,14 @@ def test_dask_local_cluster_builds_the_same_graph_and_index_within_the_llm_limit
     default, expected = _ingest_into_fresh_graph(tmp_path, monkeypatch, corpus, "default")
     assert default["chunks"] == len(CORPUS) + len(MORE_DOCS) == llm_server.requests
     assert default["relations_kept"] > 0 and default["failed_chunks"] == []
+
+    # As inside Streamlit (the UI's Ingest page, AppTest): `__main__` is a page script that
+    # a spawned worker process would re-run. Workers must still start.
+    page = tmp_path / "page.py"
+    page.write_text("raise SystemExit('a worker process ran the page script')\n")
+    fake_main = types.ModuleType("__main__")
+    fake_main.__file__ = str(page)
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
 
     for limit in (2, 1):
         llm_server.reset()
