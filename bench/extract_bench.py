@@ -31,7 +31,7 @@ and shared), as a sequential ingest would: a context reuses the KV cache of the 
 prefix it saw last, and both extractors repeat their instructions and example every chunk.
 
 Judge: kgrag's triples scored by `kg.judge.GroundingJudge` (no LLM call) and cut at each
-threshold of `--thresholds` (0.5 is the setting's default): precision gained, recall lost
+threshold of `--thresholds` (0.7 is the setting's default): precision gained, recall lost
 against the judge off.
 
     python bench/extract_bench.py --n 10                  # ~10-15 min uncached, 2 busy cores
@@ -572,7 +572,7 @@ def main() -> None:
                         help="llama.cpp threads (1 is fastest on 2 shared cores)")
     parser.add_argument("--sim", type=float, default=0.8, help="soft-match cosine threshold")
     parser.add_argument("--thresholds", default="0.5,0.7,0.8,0.85,0.9",
-                        help="GroundingJudge thresholds (0.5 is the setting's default)")
+                        help="GroundingJudge thresholds (0.7 is the setting's default)")
     parser.add_argument("--models-dir", type=Path, default=ROOT / "data" / "models")
     args = parser.parse_args()
 
