@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from app import cli_ask, cli_graph, cli_ingest, cli_schedule, cli_services
+from app import cli_ask, cli_distill, cli_graph, cli_ingest, cli_schedule, cli_services
 from app.console import fail, out, print_json
 from core.errors import KgragError
 from core.settings import Settings, get_settings
@@ -29,6 +29,7 @@ app.command("ask")(cli_ask.ask)
 app.add_typer(cli_schedule.schedule, name="schedule")
 app.add_typer(cli_schedule.server, name="server")
 app.command("serve")(cli_schedule.serve)
+app.add_typer(cli_distill.distill, name="distill")
 
 
 @app.command()
