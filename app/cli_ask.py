@@ -54,6 +54,8 @@ def print_answer(answer: Answer) -> None:
     out.print(f"[bold]Q:[/] {escape(answer.question)}")
     out.print(f"[dim]mode {answer.mode} ({escape(answer.route)})[/]")
     out.print()
+    if answer.short_answer:
+        out.print(f"[bold]Answer:[/] {escape(answer.short_answer)}")
     for s in answer.sentences:
         cites = "".join(f"[{mark[c]}]" for c in s.citations if c in mark)
         v = s.verification
@@ -70,6 +72,12 @@ def print_answer(answer: Answer) -> None:
             src = mark.get(f.triple.chunk_id)
             where = f" [dim](from [{src}])[/]" if src else ""
             out.print(f"  [cyan]\\[{f.marker}][/] {escape(f.triple.text())}{where}")
+    if answer.candidates:
+        out.print("\n[bold]Candidates[/] (SuRe)")
+        for cand in answer.candidates:
+            verdict = "[green]valid[/]" if cand.valid else "[red]rejected[/]"
+            out.print(f"  {escape(cand.answer)}: {verdict}, {cand.wins} pairwise wins "
+                      f"[dim]{escape(cand.summary)}[/]")
     if answer.paths:
         out.print("\n[bold]Reasoning paths[/]")
         for i, p in enumerate(answer.paths, 1):
@@ -89,6 +97,10 @@ def ask(
     mode: AskModeChoice | None = typer.Option(
         None, "--mode", help="auto: the router decides; rag: chunk retrieval; tog: "
         "Think-on-Graph; direct: no retrieval (default: the qa_mode setting)."),
+    sure: bool = typer.Option(
+        False, "--sure", help="SuRe: short answer candidates, a cited summary for each, "
+        "checked and ranked; prints the short answer and every candidate (more LLM calls; "
+        "default: the answer_method setting)."),
     json_out: bool = typer.Option(False, "--json", help="The answer as one JSON document."),
 ) -> None:
     """Answer a question from the graph and the documents: each sentence cites its sources
@@ -97,11 +109,15 @@ def ask(
         err.print('[bold red]error:[/] the question is empty\n[yellow]fix:[/] kgrag ask '
                   '"Who shared the 1903 Nobel Prize in Physics with Marie Curie?"')
         raise typer.Exit(2)
+    from core.settings import get_settings
     from flows.qa import ask as ask_question
 
     if not json_out:
         err.print("[dim]thinking...[/]")
-    answer = ask_question(question, mode.value if mode else None)
+    settings = get_settings()
+    if sure:
+        settings = settings.model_copy(update={"answer_method": "sure"})
+    answer = ask_question(question, mode.value if mode else None, settings)
     if json_out:
         print_json(answer.to_json())
     else:

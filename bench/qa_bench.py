@@ -307,6 +307,9 @@ def main() -> None:
     ap.add_argument("--auroc-llm-pairs", type=int, default=50)
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated, of: "
                     + ", ".join(MODES))
+    ap.add_argument("--parts", default="qa,verifier",
+                    help="what to run: qa (ingest + answer), verifier (AUROC), or both; "
+                    "each part's figures are merged into bench/out/qa_bench.json")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model-path", type=Path,
                     default=REPO / "data" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
@@ -329,39 +332,58 @@ def main() -> None:
     corpus = args.data_dir / f"corpus-s{args.seed}-n{args.n}-d{args.distractors}.jsonl"
     gold = build_corpus(records, sample, distractors, corpus)
 
-    from flows.ingest import ingest_corpus
-
-    log(f"ingesting {corpus.name}")
-    summary = ingest_corpus([str(corpus)])
-    log(f"ingested: {summary['documents_seen']} documents, {summary['chunks']} chunks, "
-        f"{summary['entities']} entities, {summary['relations_kept']} relations, "
-        f"LLM {summary.get('llm')}")
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    qa = run_qa(records, sample, gold, modes, log)
-    ver = run_auroc(records, pairs, args.auroc_llm_pairs, log)
-
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if not parts <= {"qa", "verifier"}:
+        ap.error(f"--parts: unknown {sorted(parts - {'qa', 'verifier'})}; use qa, verifier")
     from core.settings import get_settings
 
     s = get_settings()
-    report = {
-        "model": s.llm_model, "model_path": str(s.llm_model_path), "embed_model": s.embed_model,
-        "seed": args.seed, "questions": args.n, "distractor_questions": args.distractors,
-        "ingest": {k: summary.get(k) for k in ("documents_seen", "chunks", "entities",
-                                                "relations_kept", "seconds", "llm")},
-        "settings": {k: getattr(s, k) for k in ("tog_width", "tog_depth", "tog_pruning",
-                                                 "tog_sufficiency", "rag_top_k", "tog_chunks",
-                                                 "grounding_threshold")},
-        "qa": qa,
-        "verifier": {k: {kk: vv for kk, vv in v.items() if kk not in ("scores",)}
-                     for k, v in ver.items()},
-        "seconds": round(time.perf_counter() - started, 1),
-    }
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "qa_bench.json").write_text(json.dumps(report, indent=2, default=str))
-    plot(qa, ver, OUT / "qa_bench.png")
+    path = OUT / "qa_bench.json"
+    report: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    report.update({"model": s.llm_model, "model_path": str(s.llm_model_path),
+                   "embed_model": s.embed_model, "seed": args.seed})
+    qa: dict[str, Any] = report.get("qa", {})
+    ver: dict[str, Any] = report.get("verifier", {})
+    if "qa" in parts:
+        from flows.ingest import ingest_corpus
+
+        log(f"ingesting {corpus.name}")
+        summary = ingest_corpus([str(corpus)])
+        log(f"ingested: {summary['documents_seen']} documents, {summary['chunks']} chunks, "
+            f"{summary['entities']} entities, {summary['relations_kept']} relations, "
+            f"LLM {summary.get('llm')}")
+        modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+        qa = run_qa(records, sample, gold, modes, log)
+        report.update({
+            "questions": args.n, "distractor_questions": args.distractors,
+            "ingest": {k: summary.get(k) for k in ("documents_seen", "chunks", "entities",
+                                                    "relations_kept", "seconds", "llm")},
+            "settings": {k: getattr(s, k) for k in (
+                "tog_width", "tog_depth", "tog_pruning", "tog_sufficiency", "rag_top_k",
+                "tog_chunks", "grounding_threshold")},
+            "qa": qa, "qa_seconds": round(time.perf_counter() - started, 1)})
+    if "verifier" in parts:
+        t = time.perf_counter()
+        ver = run_auroc(records, pairs, args.auroc_llm_pairs, log)
+        report["verifier"] = {k: {kk: vv for kk, vv in v.items() if kk not in ("scores",)}
+                              for k, v in ver.items()}
+        report["verifier_seconds"] = round(time.perf_counter() - t, 1)
+        # The ROC curves need the scores; keep them beside the report.
+        (OUT / "qa_bench_scores.json").write_text(json.dumps(
+            {k: {"scores": v["scores"], "labels": v["labels"]} for k, v in ver.items()}))
+    scores_path = OUT / "qa_bench_scores.json"
+    if scores_path.is_file():
+        for k, v in json.loads(scores_path.read_text()).items():
+            if k in ver:
+                ver[k] = {**ver[k], **v}
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    path.write_text(json.dumps(report, indent=2, default=str))
+    plot(qa, {k: v for k, v in ver.items() if "scores" in v}, OUT / "qa_bench.png")
     print(table(qa, ver))
-    print(f"model {s.llm_model}; {args.n} questions, {args.distractors} distractor questions, "
-          f"seed {args.seed}; {report['seconds']:.0f}s in all -> {OUT / 'qa_bench.json'}")
+    print(f"model {s.llm_model}; parts {sorted(parts)}; {args.n} questions, "
+          f"{args.distractors} distractor questions, seed {args.seed}; "
+          f"{report['seconds']:.0f}s in all -> {path}")
     from kg.store import EmbeddedFalkorServer
 
     EmbeddedFalkorServer(s).stop()

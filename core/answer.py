@@ -163,13 +163,25 @@ class LinkedEntityRecord(AnswerRecord):
     via: str
 
 
+class CandidateRecord(AnswerRecord):
+    """A SuRe answer candidate: its candidate-conditioned summary (the rationale), whether
+    the summary passed the check, and its wins in the pairwise ranking."""
+
+    answer: str
+    summary: str = ""
+    valid: bool = False
+    wins: int = 0
+
+
 class Answer(AnswerRecord):
     """What `kgrag ask` and the Python API return."""
 
     question: str
     mode: Mode
     answer: str = ""
+    short_answer: str = ""  # SuRe (answer_method = "sure"): the chosen candidate
     cannot_answer: bool = False
+    candidates: list[CandidateRecord] = Field(default_factory=list)  # SuRe's rationale
     sentences: list[Sentence] = Field(default_factory=list)
     paths: list[ReasoningPath] = Field(default_factory=list)
     steps: list[SearchStep] = Field(default_factory=list)

@@ -231,6 +231,14 @@ class Settings(BaseSettings):
     answer_max_tokens: int = Field(
         default=384, gt=0, description="Completion budget of the answer generation call."
     )
+    answer_method: Literal["cited", "sure"] = Field(
+        default="cited", description="`cited`: one call writes cited sentences; `sure` "
+        "(SuRe): short answer candidates, a cited summary for each, each summary checked, "
+        "the rest ranked pairwise (1 + 2K calls, more with ties); gives a short answer."
+    )
+    sure_candidates: int = Field(
+        default=2, ge=1, le=5, description="SuRe: answer candidates per question (K)."
+    )
     grounding: Literal["llm", "embedding", "off"] = Field(
         default="llm", description="GroundingVerifier backend (MiniCheck style): `llm` (one "
         "call per sentence and evidence piece), `embedding` (no LLM call), or `off`."

@@ -97,6 +97,8 @@ class Sources:
 class Generated:
     sentences: list[Sentence]
     cannot_answer: bool = False
+    short_answer: str = ""  # SuRe: the chosen candidate, a few words
+    rationale: list[dict[str, Any]] = field(default_factory=list)  # SuRe: every candidate
 
     @property
     def text(self) -> str:

@@ -23,6 +23,7 @@ from typing import Literal, cast
 
 from core.answer import (
     Answer,
+    CandidateRecord,
     Cost,
     LinkedEntityRecord,
     Mode,
@@ -40,6 +41,7 @@ from retrieval.generate import AnswerGenerator, Generated, Sources
 from retrieval.linking import EntityLinker, LinkedEntity
 from retrieval.pruning import make_scorer
 from retrieval.router import HeuristicRouter, LLMRouter, QueryRouter, Route
+from retrieval.sure import SuReGenerator
 from retrieval.tog import (
     HeuristicSufficiency,
     LLMSufficiency,
@@ -151,7 +153,9 @@ class QuestionAnsweringPipeline:
             reasoner=ThinkOnGraphReasoner(
                 graph, scorer, sufficiency=sufficiency, width=s.tog_width, depth=s.tog_depth,
                 entities_per_relation=s.tog_entities_per_relation, chunks=s.tog_chunks),
-            generator=AnswerGenerator(llm, max_tokens=s.answer_max_tokens),
+            generator=(SuReGenerator(llm, candidates=s.sure_candidates)
+                       if s.answer_method == "sure"
+                       else AnswerGenerator(llm, max_tokens=s.answer_max_tokens)),
             verifier=GroundingVerifier(checker, s.grounding_threshold) if checker else None,
             diagnoser=Diagnoser(embedder, s.relevance_threshold),
             usage_sources=[llm, *([checker_llm] if checker_llm else [])],
@@ -226,6 +230,8 @@ class QuestionAnsweringPipeline:
                 best = attempt
         answer.sentences = best.sentences
         answer.answer = best.generated.text
+        answer.short_answer = best.generated.short_answer
+        answer.candidates = [CandidateRecord(**c) for c in best.generated.rationale]
         answer.cannot_answer = best.generated.cannot_answer
         answer.evidence = best.sources.evidence
         answer.facts = best.sources.facts

@@ -73,6 +73,48 @@ DIRECT_SYSTEM = (
 
 DIRECT_USER = "Question: {question}\nReturn the JSON."
 
+# --------------------------------------------------------------------------- SuRe
+
+SURE_CANDIDATES_SYSTEM = (
+    "You propose answer candidates. Read the numbered sources and give up to {k} different "
+    "short answers to the question (a name, date, number or short phrase each, a few words, "
+    'no sentence), the most likely first. Return JSON {{"candidates": ["...", ...]}}.'
+)
+
+SURE_CANDIDATES_USER = "Sources:\n{sources}\n\nQuestion: {question}\nReturn the JSON."
+
+SURE_CANDIDATES_EXAMPLE_USER = (
+    "Sources:\n[1] Ada Lovelace was an English mathematician. She worked with Charles "
+    "Babbage on the Analytical Engine.\n\nQuestion: Who did Ada Lovelace work with?\n"
+    "Return the JSON."
+)
+SURE_CANDIDATES_EXAMPLE_OUTPUT = '{"candidates": ["Charles Babbage", "Analytical Engine"]}'
+
+SURE_SUMMARY_SYSTEM = (
+    "You summarise evidence. Using only the numbered sources, write one or two short "
+    "sentences that explain why the given answer answers the question, and list the "
+    "sources you used in \"citations\", like [\"1\"] or [\"2\", \"T1\"]. Return JSON "
+    '{"summary": "...", "citations": ["..."]}.'
+)
+
+SURE_SUMMARY_USER = ("Sources:\n{sources}\n\nQuestion: {question}\nAnswer: {answer}\n"
+                     "Return the JSON.")
+
+SURE_VERIFY_SYSTEM = (
+    "You check a summary. Answer {\"valid\": true} if the summary states facts that "
+    "answer the question with the given answer, otherwise {\"valid\": false}."
+)
+
+SURE_VERIFY_USER = ("Question: {question}\nAnswer: {answer}\nSummary: {summary}\n"
+                    "Return the JSON.")
+
+SURE_RANK_SYSTEM = (
+    "You compare two summaries. Which one answers the question better and more directly "
+    'from facts? Return JSON {"better": "A"} or {"better": "B"}.'
+)
+
+SURE_RANK_USER = "Question: {question}\nSummary A: {a}\nSummary B: {b}\nReturn the JSON."
+
 #: The refusal a generator writes when the sources do not answer the question.
 CANNOT_ANSWER = "The sources do not say {what}."
 

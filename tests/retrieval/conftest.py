@@ -137,7 +137,11 @@ def kind_of(request: CompletionRequest) -> str:
     for kind, prefix in (("prune", prompts.PRUNE_SYSTEM), ("sufficiency",
                          prompts.SUFFICIENCY_SYSTEM), ("router", prompts.ROUTER_SYSTEM),
                          ("answer", prompts.ANSWER_SYSTEM), ("direct", prompts.DIRECT_SYSTEM),
-                         ("grounding", prompts.GROUNDING_SYSTEM)):
+                         ("grounding", prompts.GROUNDING_SYSTEM),
+                         ("sure_candidates", prompts.SURE_CANDIDATES_SYSTEM),
+                         ("sure_summary", prompts.SURE_SUMMARY_SYSTEM),
+                         ("sure_verify", prompts.SURE_VERIFY_SYSTEM),
+                         ("sure_rank", prompts.SURE_RANK_SYSTEM)):
         if system.startswith(prefix[:60]):
             return kind
     return "other"

@@ -34,11 +34,21 @@ def cited_answer(request: CompletionRequest) -> str:
     return answer_json(("The sources do not say.", []), cannot_answer=True)
 
 
+def cited_summary(request: CompletionRequest) -> str:
+    """SuRe's summary for a candidate, citing the source that mentions Warsaw."""
+    cited = json.loads(cited_answer(request))["sentences"][0]
+    return json.dumps({"summary": cited["text"], "citations": cited["citations"]})
+
+
 @pytest.fixture
 def qa_llm(monkeypatch: pytest.MonkeyPatch) -> ScriptedChatModel:
     """Components.llm: the scripted extractor for ingest, scripted QA replies otherwise."""
     qa = qa_responder(answer=cited_answer, grounding={"supported": True},
-                      sufficiency={"sufficient": True})
+                      sufficiency={"sufficient": True},
+                      sure_candidates={"candidates": ["Warsaw", "Paris"]},
+                      sure_summary=cited_summary,
+                      sure_verify=lambda r: {"valid": "Answer: Warsaw" in
+                                             r.messages[-1]["content"]})
 
     def reply(request: CompletionRequest) -> str:
         return qa(request) if kind_of(request) != "other" else scripted_extraction(request)
@@ -98,6 +108,21 @@ def test_ask_prints_citations_paths_verdicts_and_cost(kgrag_env: Path, tmp_path:
     assert "Marie Curie was born in Warsaw. [" in out and "supported" in out
     assert "Reasoning paths" in out and "Marie Curie -" in out
     assert "Cost" in out and "LLM calls" in out
+
+
+def test_ask_sure_prints_the_short_answer_and_its_candidates(
+        kgrag_env: Path, tmp_path: Path, qa_llm: ScriptedChatModel) -> None:
+    ingest(tmp_path / "corpus")
+    code, out, _ = kgrag("ask", "Where was Marie Curie born?", "--mode", "rag", "--sure")
+    assert code == 0
+    assert "Answer: Warsaw" in out and "Candidates" in out
+    assert "Paris: rejected" in out and "Warsaw: valid" in out
+    code, out, _ = kgrag("ask", "Where was Marie Curie born?", "--mode", "rag", "--sure",
+                         "--json")
+    data = json.loads(out)
+    assert data["short_answer"] == "Warsaw"
+    assert [c["answer"] for c in data["candidates"]] == ["Warsaw", "Paris"]
+    assert data["sentences"][1]["citations"]  # the summary cites the Warsaw chunk
 
 
 def test_ask_rejects_an_unknown_mode_and_an_empty_question(kgrag_env: Path) -> None:
