@@ -60,8 +60,16 @@ def show_answer(a: Answer) -> None:
     markers = {e.id: e.marker for e in a.evidence} | {f.id: f.marker for f in a.facts}
     if a.cannot_answer:
         st.warning("The sources do not support an answer.")
+    if a.short_answer:
+        st.markdown(f"### {a.short_answer}")
     for s in a.sentences or [Sentence(text=a.answer)]:
         st.markdown(sentence_line(s, markers))
+    if a.candidates:
+        with st.expander(f"SuRe candidates ({len(a.candidates)})"):
+            for cand in a.candidates:
+                verdict = ":green-badge[valid]" if cand.valid else ":red-badge[rejected]"
+                st.markdown(f"**{cand.answer}** {verdict} {cand.wins} pairwise wins  \n"
+                            f"{cand.summary}")
     c = st.columns(5)
     c[0].metric("mode", a.mode)
     c[1].metric("LLM calls", a.cost.llm_calls)

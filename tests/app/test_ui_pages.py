@@ -96,3 +96,26 @@ def test_evaluation_page_shows_results_or_says_how_to_get_them(
     at = AppTest.from_function(eval_page).run()
     assert at.expander[0].label == "faiss"
     assert list(at.dataframe[0].value["recall"]) == [0.98]
+
+
+def sure_answer_page() -> None:
+    from app.ui_ask import show_answer
+    from core.answer import Answer, CandidateRecord, Sentence
+
+    show_answer(Answer(
+        question="Where was Marie Curie born?", mode="rag", answer="Warsaw.",
+        short_answer="Warsaw", sentences=[Sentence(text="Warsaw."),
+                                          Sentence(text="Source 1 says she was born there.")],
+        candidates=[CandidateRecord(answer="Warsaw", summary="Source 1 says so.", valid=True,
+                                    wins=1),
+                    CandidateRecord(answer="Paris", summary="Nothing says so.")]))
+
+
+def test_ask_page_shows_the_sure_short_answer_and_its_candidates() -> None:
+    at = AppTest.from_function(sure_answer_page).run()
+    assert not at.exception
+    text = "\n".join(m.value for m in at.markdown)
+    assert "### Warsaw" in text
+    assert "**Warsaw** :green-badge[valid] 1 pairwise wins" in text
+    assert "**Paris** :red-badge[rejected] 0 pairwise wins" in text
+    assert at.expander[0].label == "SuRe candidates (2)"
