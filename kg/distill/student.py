@@ -41,6 +41,7 @@ class TrainConfig:
     alpha: int = 16
     dropout: float = 0.0
     target_modules: tuple[str, ...] = DEFAULT_TARGETS
+    top_layers: int = 0  # > 0: adapt only the last N decoder layers (backward stops there)
     max_length: int = 2048
     grad_accumulation: int = 1
     seed: int = 0
@@ -159,9 +160,12 @@ def train_student(base: BaseModelRef, data_dir: Path, out_dir: Path, cfg: TrainC
         raise ConfigError(f"none of the LoRA target modules {cfg.target_modules} is in "
                           f"{base.name}", hint="pass --target-modules with the model's "
                           "projection names")
+    n_layers = int(model.config.num_hidden_layers)
+    layers = (list(range(max(0, n_layers - cfg.top_layers), n_layers))
+              if 0 < cfg.top_layers < n_layers else None)
     model = get_peft_model(model, LoraConfig(
         r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets,
-        task_type="CAUSAL_LM", bias="none"))
+        layers_to_transform=layers, task_type="CAUSAL_LM", bias="none"))
     encoded = [tokenise(tokenizer, m) for m in train]
     kept = [e for e in encoded if len(e[0]) <= cfg.max_length]
     val_encoded = [e for e in (tokenise(tokenizer, m) for m in validation)
