@@ -183,3 +183,23 @@ def test_lora_gguf_changes_llama_cpp_logits_as_peft_changes_transformers(tmp_pat
     # the Q/K row permutation, 0.937 without it.
     assert 0.7 < np.linalg.norm(cpp_delta) / np.linalg.norm(hf_delta) < 1.3
     assert np.corrcoef(hf_delta.ravel(), cpp_delta.ravel())[0, 1] > 0.95
+
+
+def test_loss_covers_the_assistant_turn_only() -> None:
+    """The labels of a training example are the graph JSON and the end-of-turn token; the
+    instructions, the worked example and the chunk are masked (real SmolLM2 tokenizer)."""
+    from transformers import AutoTokenizer
+
+    from kg.distill.base_models import resolve_base
+    from kg.distill.student import tokenise
+
+    base = resolve_base("smollm2-135m", LOCAL_MODEL.parent)
+    tokenizer = AutoTokenizer.from_pretrained(base.source, gguf_file=base.gguf_file)
+    answer = '{"entities": [], "propositions": ["Ada was here."], "triples": []}'
+    messages = [*build_messages(ctx(CURIE)), {"role": "assistant", "content": answer}]
+    ids, labels = tokenise(tokenizer, messages)
+    assert len(ids) == len(labels)
+    kept = [t for t in labels if t != -100]
+    assert labels[:len(ids) - len(kept)] == [-100] * (len(ids) - len(kept))
+    assert tokenizer.decode(kept).strip() == answer + "<|im_end|>"
+    assert "Ada Lovelace" in tokenizer.decode(ids)  # the worked example is in the prompt
