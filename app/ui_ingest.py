@@ -10,6 +10,7 @@ from typing import Any
 import streamlit as st
 
 from app.ui_common import page
+from app.ui_schedules import schedules_section
 from core.settings import get_settings
 from flows.summary import recent_runs
 
@@ -47,25 +48,6 @@ def show_summary(s: dict[str, Any]) -> None:
         [{"what": "failed chunk", **p} for p in s["failed_chunks"]]
     if problems:
         st.dataframe(problems, use_container_width=True)
-
-
-def schedules_section() -> None:
-    st.subheader("Schedules")
-    import importlib
-
-    try:
-        schedules = importlib.import_module("flows.schedules")
-    except ImportError:
-        st.info("Scheduling is not available in this build.")
-        return
-    try:
-        items = schedules.list_schedules()
-    except Exception as exc:
-        st.info(f"Schedules need a Prefect server: {exc}. Start one with `kgrag server "
-                "start` and export the PREFECT_API_URL it prints.")
-        return
-    st.dataframe([s if isinstance(s, dict) else vars(s) for s in items],
-                 use_container_width=True)
 
 
 @page

@@ -51,7 +51,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from bench.wiki_corpus import wiki_jsonl
-from core.embed import SentenceTransformerEmbedder, resolve_device, resolve_model_path
+from core.embed import (
+    SentenceTransformerEmbedder,
+    resolve_batch_size,
+    resolve_device,
+    resolve_model_path,
+)
 from core.models import Chunk, Document
 from core.settings import DEFAULT_EMBED_MODEL, get_settings
 from flows.ingest import ingest_config
@@ -151,7 +156,9 @@ def make_arms(batches: list[list[Chunk]], batch_size: int, device: str) -> Arms:
         return raw.encode(list(t), batch_size=batch_size, normalize_embeddings=True)
 
     def write_chunks_without_graph() -> None:
-        """flows.ingest.write_chunks without `c.graph.upsert_chunks`, once per batch."""
+        """flows.ingest.write_chunks without `c.graph.upsert_chunks`, once per batch, plus
+        an index save per batch (the flow saves at checkpoints: this is its worst case,
+        `checkpoint_seconds` 0)."""
         index = FaissVectorIndex(Path(tempfile.mkdtemp(dir=tmp)), dimension, ours.model_name,
                                  device=settings.faiss_device)
         spent = 0.0
@@ -345,9 +352,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = get_settings()
-    batch_size = args.batch_size or settings.embed_batch_size
     docs_per_batch = args.docs_per_batch or settings.ingest_batch_docs
     device = resolve_device(args.device or settings.embed_device)
+    batch_size = resolve_batch_size(args.batch_size or settings.embed_batch_size, device)
 
     t = time.perf_counter()
     batches = wiki_chunk_batches(args.chunks, docs_per_batch)

@@ -34,6 +34,18 @@ def resolve_device(choice: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+# On the CPU a small encode batch costs no efficiency and pads far less (encode pads each
+# batch to its longest text): batch 8 embedded the ingest flow's calls 1.3x faster than 64.
+GPU_BATCH_SIZE, CPU_BATCH_SIZE = 64, 8
+
+
+def resolve_batch_size(choice: int | None, device: str) -> int:
+    """An explicit size wins; otherwise 64 on a GPU, 8 on the CPU."""
+    if choice is not None:
+        return choice
+    return GPU_BATCH_SIZE if device.startswith("cuda") else CPU_BATCH_SIZE
+
+
 def resolve_model_path(name: str) -> str:
     """The default name maps to the model directory inside the offline wheel."""
     if name in (DEFAULT_EMBED_MODEL, f"sentence-transformers/{DEFAULT_EMBED_MODEL}"):
@@ -52,10 +64,10 @@ class SentenceTransformerEmbedder:
     """`Embedder` over a sentence-transformers model; L2-normalised float32 vectors."""
 
     def __init__(self, model_name: str = DEFAULT_EMBED_MODEL, device: str = "auto",
-                 batch_size: int = 64) -> None:
+                 batch_size: int | None = None) -> None:
         self.model_name = model_name
         self.device = resolve_device(device)
-        self.batch_size = batch_size
+        self.batch_size = resolve_batch_size(batch_size, self.device)
         self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
 

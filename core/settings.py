@@ -122,7 +122,10 @@ class Settings(BaseSettings):
     embed_device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="`auto`: CUDA when present, else CPU."
     )
-    embed_batch_size: int = Field(default=64, gt=0, description="Texts per encode batch.")
+    embed_batch_size: int | None = Field(
+        default=None, gt=0, description="Texts per encode batch; default 64 on a GPU, 8 on "
+        "the CPU, where small batches pad less and embed faster (bench/README.md).",
+    )
     faiss_device: Literal["auto", "cpu", "gpu"] = Field(
         default="auto", description="`auto`: faiss-gpu when CUDA and faiss-gpu are present."
     )
@@ -137,8 +140,14 @@ class Settings(BaseSettings):
         "near duplicate of an earlier one and dropped."
     )
     ingest_batch_docs: int = Field(
-        default=16, gt=0, description="Documents per ingest batch; each finished batch is "
-        "durable, so a killed run resumes from the next one."
+        default=16, gt=0, description="Documents per ingest batch (chunk, embed, extract "
+        "and write together)."
+    )
+    checkpoint_seconds: float = Field(
+        default=60.0, ge=0, description="How often ingest saves the vector indexes and marks "
+        "finished documents done (and always at the end): a killed run redoes at most the "
+        "batches since the last checkpoint. 0: after every batch. Saving rewrites a whole "
+        "index, so saving after every batch grows quadratically with the corpus.",
     )
 
     # --- knowledge-graph extraction ----------------------------------------------------

@@ -65,6 +65,14 @@ class Components:
                                      self.embedder.model_name)
         return cache[name]
 
+    def save_indexes(self) -> list[str]:
+        """Save every opened index with unsaved changes; their names."""
+        cache: dict[str, FaissVectorIndex] = self.__dict__.get("_indexes", {})
+        saved = [name for name, index in cache.items() if index.unsaved]
+        for name in saved:
+            cache[name].save()
+        return saved
+
     def close(self) -> None:
         if "graph" in self.__dict__:
             self.graph.close()

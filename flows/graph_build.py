@@ -49,6 +49,8 @@ def extract_chunks(extractor: ChunkExtractor, contexts: Sequence[ChunkContext]
 
 @task(name="write-facts", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def write_facts(c: Components, facts: ResolvedFacts) -> None:
+    """Facts to the graph, vectors to the entity / proposition indexes (saved at the
+    ingest flow's next checkpoint)."""
     g = c.graph
     g.upsert_entities(facts.entities)
     g.upsert_mentions(facts.mentions)
@@ -58,12 +60,10 @@ def write_facts(c: Components, facts: ResolvedFacts) -> None:
         index = c.index(ENTITY_INDEX)
         index.add([e.id for e in facts.entities],
                   c.embedder.embed([entity_text(e) for e in facts.entities]))
-        index.save()
     if facts.propositions:
         index = c.index(PROPOSITION_INDEX)
         index.add([p.id for p in facts.propositions],
                   c.embedder.embed([p.text for p in facts.propositions]))
-        index.save()
 
 
 class GraphBuilder:

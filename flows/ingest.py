@@ -2,10 +2,12 @@
 
     load -> clean / dedup / filter -> plan (new, changed, unchanged) -> per batch:
     chunk -> embed -> write chunks + vectors -> extract (1 LLM call / chunk) -> judge
-    -> resolve entities -> write facts + entity / proposition vectors -> mark documents done
+    -> resolve entities -> write facts + entity / proposition vectors; and every
+    `checkpoint_seconds`: save the vector indexes, mark finished documents done
 
 Incremental and resumable: a document is marked done (its sha256 written on its Document
-node) only after everything of it has landed, so unchanged documents are skipped, changed
+node) only after everything of it has landed and the indexes holding its vectors are
+saved, so unchanged documents are skipped, changed
 ones replace their old chunks and facts, and a killed run re-done ends in the same state
 as an uninterrupted one, with no duplicates (every write is an idempotent MERGE).
 
@@ -124,16 +126,29 @@ def chunk_documents(docs: Sequence[Document], config: IngestConfig) -> list[Chun
 
 @task(name="embed-and-write-chunks", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def write_chunks(c: Components, chunks: Sequence[Chunk]) -> None:
-    """Chunks to the graph (PART_OF, NEXT) and their vectors to the chunk index."""
+    """Chunks to the graph (PART_OF, NEXT) and their vectors to the chunk index (saved at
+    the next checkpoint)."""
     c.graph.upsert_chunks(chunks)
     index = c.index(CHUNK_INDEX)
     index.add([ch.id for ch in chunks], c.embedder.embed([ch.text for ch in chunks]))
-    index.save()
 
 
 @task(name="mark-documents-done", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def mark_done(c: Components, docs: Sequence[Document]) -> None:
+    """The checkpoint: save the vector indexes, then mark the documents done (their sha256
+    on the Document node). Until then a re-run redoes them, so nothing is half-kept."""
+    c.save_indexes()
     c.graph.upsert_documents(docs)
+
+
+def checkpoint(c: Components, pending: list[Document], s: IngestSummary) -> None:
+    """Make the finished batches durable; empties `pending`."""
+    if not pending:
+        return
+    t = time.perf_counter()
+    mark_done(c, list(pending))
+    s.add_time("checkpoint", time.perf_counter() - t)
+    pending.clear()
 
 
 def batches(items: Sequence[Document], size: int) -> Iterator[list[Document]]:
@@ -206,19 +221,31 @@ def run_stages(c: Components, config: IngestConfig, sources: Sequence[str],
     builder = GraphBuilder(c) if do_extract and plan.todo else None
     usage_before = builder.usage() if builder else None
     done = 0
+    pending: list[Document] = []  # finished since the last checkpoint
+    last_checkpoint = time.perf_counter()
     report("documents", 0, len(plan.todo))
-    for batch in batches(plan.todo, c.settings.ingest_batch_docs):
-        t = time.perf_counter()
-        chunks = chunk_documents(batch, config)
-        s.add_time("chunk", time.perf_counter() - t)
-        t = time.perf_counter()
-        write_chunks(c, chunks)
-        s.add_time("embed + write chunks", time.perf_counter() - t)
-        s.chunks += len(chunks)
-        if builder is not None:
-            builder.build(batch, chunks, s)
-        mark_done(c, batch)
-        done += len(batch)
-        report("documents", done, len(plan.todo))
+    try:
+        for batch in batches(plan.todo, c.settings.ingest_batch_docs):
+            t = time.perf_counter()
+            chunks = chunk_documents(batch, config)
+            s.add_time("chunk", time.perf_counter() - t)
+            t = time.perf_counter()
+            write_chunks(c, chunks)
+            s.add_time("embed + write chunks", time.perf_counter() - t)
+            s.chunks += len(chunks)
+            if builder is not None:
+                builder.build(batch, chunks, s)
+            pending += batch
+            if time.perf_counter() - last_checkpoint >= c.settings.checkpoint_seconds:
+                checkpoint(c, pending, s)
+                last_checkpoint = time.perf_counter()
+            done += len(batch)
+            report("documents", done, len(plan.todo))
+    except Exception:
+        # The batches finished before the failing one are whole: keep them. (A kill or
+        # Ctrl-C skips this; the re-run then redoes the batches since the last checkpoint.)
+        checkpoint(c, pending, s)
+        raise
+    checkpoint(c, pending, s)
     if builder is not None and usage_before is not None:
         s.llm = (builder.usage() - usage_before).as_dict()

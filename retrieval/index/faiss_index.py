@@ -88,6 +88,7 @@ class FaissVectorIndex:
         self._keys: dict[int, str] = {}  # faiss label -> string id
         self._next_label = 0
         self._generation = 0
+        self._unsaved = False  # added or removed since the last save
         self._gpu_resources: Any = None
         self._gpu_index: Any = None
 
@@ -199,6 +200,11 @@ class FaissVectorIndex:
         """Every id held, in no particular order."""
         return list(self._ids)
 
+    @property
+    def unsaved(self) -> bool:
+        """Whether vectors were added or removed since the last `save`."""
+        return self._unsaved
+
     def __contains__(self, key: object) -> bool:
         return key in self._ids
 
@@ -218,6 +224,7 @@ class FaissVectorIndex:
             self._index.add_with_ids(x, labels)
         del x  # a 1M-vector batch is 1.5 GB: free it before a rebuild copies the index
         self._gpu_index = None
+        self._unsaved = True
         if self._outgrown():
             self._rebuild_ivf()
 
@@ -229,6 +236,7 @@ class FaissVectorIndex:
                 del self._keys[label]
             self._index.remove_ids(np.asarray(labels, dtype=np.int64))
             self._gpu_index = None
+            self._unsaved = True
         return len(labels)
 
     def search(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
@@ -271,6 +279,7 @@ class FaissVectorIndex:
         }
         write_json_atomic(self.directory / META_FILE, meta)  # the commit point
         self._generation = generation
+        self._unsaved = False
         # files of earlier generations, and of saves killed half-way
         for pattern in ("index-*.faiss", "ids-*.json", ".*.tmp-*"):
             for path in self.directory.glob(pattern):

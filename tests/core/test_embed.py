@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.embed import SentenceTransformerEmbedder, resolve_model_path
+from core.embed import SentenceTransformerEmbedder, resolve_batch_size, resolve_model_path
 from core.errors import ModelNotFoundError
 
 
@@ -44,3 +44,11 @@ def test_empty_input(embedder: SentenceTransformerEmbedder) -> None:
 def test_missing_model_is_a_clear_error() -> None:
     with pytest.raises(ModelNotFoundError, match="KGRAG_EMBED_MODEL"):
         SentenceTransformerEmbedder("/no/such/model/dir", device="cpu").embed(["x"])
+
+
+def test_batch_size_defaults_to_the_device() -> None:
+    # small batches on the CPU (less padding), large on a GPU; a set value always wins
+    assert SentenceTransformerEmbedder(device="cpu").batch_size == 8
+    assert resolve_batch_size(None, "cuda") == 64
+    assert resolve_batch_size(None, "cuda:1") == 64
+    assert resolve_batch_size(32, "cpu") == 32

@@ -132,17 +132,24 @@ def _ids_named(snap: dict[str, Any], name: str) -> set[str]:
     return {i for i, n in snap["entities"] if n == name}
 
 
-@pytest.mark.parametrize("fail_at", ["write_facts", "mark_done"])
+@pytest.mark.parametrize(("fail_at", "checkpoint_s", "death", "kept"), [
+    ("write_facts", "0", KeyboardInterrupt, 1),   # killed; the first batch was checkpointed
+    ("mark_done", "0", KeyboardInterrupt, 1),     # killed while checkpointing the second
+    ("write_facts", "3600", KeyboardInterrupt, 0),  # killed before any checkpoint: all redone
+    ("write_facts", "3600", RuntimeError, 1),     # an error: the finished batch is kept
+])
 def test_killed_run_resumes_to_the_same_state(kgrag_env: Path, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch,
                                               scripted_llm: ScriptedChatModel,
-                                              fail_at: str) -> None:
+                                              fail_at: str, checkpoint_s: str,
+                                              death: type[BaseException], kept: int) -> None:
     """A run dying in the middle of its second batch, re-run, ends where an uninterrupted
     run ends: same graph, same vectors, no duplicates."""
     import flows.graph_build
     import flows.ingest
 
     monkeypatch.setenv("KGRAG_INGEST_BATCH_DOCS", "1")
+    monkeypatch.setenv("KGRAG_CHECKPOINT_SECONDS", checkpoint_s)
     get_settings.cache_clear()
     corpus = write_corpus(tmp_path / "corpus")
     module = flows.graph_build if fail_at == "write_facts" else flows.ingest
@@ -152,7 +159,7 @@ def test_killed_run_resumes_to_the_same_state(kgrag_env: Path, tmp_path: Path,
     def dies_on_second(*args: Any, **kwargs: Any) -> Any:
         seen["n"] += 1
         if seen["n"] == 2:
-            raise KeyboardInterrupt("killed")  # like a kill: nothing after this runs
+            raise death("killed")  # KeyboardInterrupt, like a kill: nothing after this runs
         return real(*args, **kwargs)
 
     monkeypatch.setattr(module, fail_at, dies_on_second)
@@ -160,10 +167,10 @@ def test_killed_run_resumes_to_the_same_state(kgrag_env: Path, tmp_path: Path,
         ingest_corpus([str(corpus)], extract=True)
     monkeypatch.setattr(module, fail_at, real)
     resumed = ingest_corpus([str(corpus)], extract=True)
-    assert resumed["new"] + resumed["resumed"] == 2 and resumed["unchanged"] == 1
+    assert resumed["new"] + resumed["resumed"] == 3 - kept and resumed["unchanged"] == kept
     state = snapshot()
 
-    monkeypatch.setenv("KGRAG_GRAPH_NAME", "t_fresh_" + fail_at)
+    monkeypatch.setenv("KGRAG_GRAPH_NAME", f"t_fresh_{fail_at}_{checkpoint_s}_{kept}")
     monkeypatch.setenv("KGRAG_DATA_DIR", str(tmp_path / "fresh"))
     get_settings.cache_clear()
     ingest_corpus([str(corpus)], extract=True)

@@ -128,6 +128,51 @@ def test_schedule_commands_manage_deployments(kgrag_env: Path, api: str,
     assert json.loads(kgrag("schedule", "list", "--json")[1]) == []
 
 
+def schedules_page() -> None:
+    from app.ui_common import page
+    from app.ui_schedules import schedules_section
+
+    page(schedules_section)()
+
+
+def test_ingest_page_creates_pauses_and_removes_schedules(kgrag_env: Path, api: str,
+                                                          tmp_path: Path) -> None:
+    """The Ingest page's schedule section (Streamlit AppTest) on the real Prefect server."""
+    from streamlit.testing.v1 import AppTest
+
+    docs = tmp_path / "ui docs"
+    docs.mkdir()
+    at = AppTest.from_function(schedules_page, default_timeout=120).run()
+    assert not at.exception and "No schedules yet." in [c.value for c in at.caption]
+    at.text_input(key="schedule-source").set_value(str(docs))
+    at.text_input(key="schedule-name").set_value("from-the-ui")
+    at.radio(key="schedule-kind").set_value("every N seconds")
+    at.number_input(key="schedule-interval").set_value(600)
+    next(b for b in at.button if b.label == "Add schedule").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert [s.value for s in at.success] == ["schedule added"]
+    row = next(m.value for m in at.markdown if "from-the-ui" in m.value)
+    assert "active" in row and "every 600s" in row and str(docs) in row
+    (s,) = json.loads(kgrag("schedule", "list", "--json")[1])
+    assert s["name"] == "from-the-ui" and s["sources"] == [str(docs)] and not s["paused"]
+
+    at.button(key="toggle-from-the-ui").click().run()
+    assert json.loads(kgrag("schedule", "list", "--json")[1])[0]["paused"] is True
+    assert "paused" in next(m.value for m in at.markdown if "from-the-ui" in m.value)
+    assert at.button(key="toggle-from-the-ui").label == "Resume"
+
+    # A mistake is a message in the page, not a traceback, and changes nothing.
+    at.text_input(key="schedule-source").set_value(str(tmp_path / "nope"))
+    at.text_input(key="schedule-name").set_value("broken")
+    next(b for b in at.button if b.label == "Add schedule").click().run()
+    assert not at.exception and "no such file" in at.error[0].value
+    assert len(json.loads(kgrag("schedule", "list", "--json")[1])) == 1
+
+    at.button(key="remove-from-the-ui").click().run()
+    assert json.loads(kgrag("schedule", "list", "--json")[1]) == []
+    assert "No schedules yet." in [c.value for c in at.caption]
+
+
 def test_schedule_mistakes_are_one_line_with_a_fix(kgrag_env: Path, api: str,
                                                    tmp_path: Path) -> None:
     env = {**os.environ}
