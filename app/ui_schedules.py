@@ -19,10 +19,11 @@ def schedules_section() -> None:
     try:
         items = schedules.list_schedules()
     except KgragError as exc:
-        st.info(f"Schedules need a Prefect server: {exc.message}. "
-                + (f"{exc.hint.rstrip('.')}. " if exc.hint else "")
-                + "Start one with `kgrag server start`; `kgrag serve` then runs the "
-                "scheduled ingests.")
+        # e.g. "schedules need a Prefect server, and none is configured" + how to start one
+        message, hint = exc.message.rstrip("."), exc.hint.rstrip(".")
+        st.info(f"{message[:1].upper()}{message[1:]}."
+                + (f" How to fix: {hint}." if hint else "")
+                + " `kgrag serve` then runs the scheduled ingests.")
         return
     if not items:
         st.caption("No schedules yet.")

@@ -80,6 +80,8 @@ def test_ingest_page_lists_recent_runs_with_their_problems(ingested: Path,
     assert not at.exception
     labels = [e.label for e in at.expander]
     assert len(labels) == 2 and "1 failed" in labels[0]
+    # no Prefect server in this test: the schedules section says how to get one
+    assert any("kgrag server start" in i.value for i in at.info), [i.value for i in at.info]
 
 
 def test_evaluation_page_shows_results_or_says_how_to_get_them(
