@@ -68,6 +68,21 @@ def paragraphs(knowledge: str) -> list[str]:
             for p in _GLUE.split(knowledge) if p.strip()]
 
 
+_PRONOUNS = {"he", "she", "it", "they", "his", "her", "its", "their", "this", "these"}
+_SUBJECT_END = re.compile(r" \(| is | was | are | were | has | had |, ")
+
+
+def paragraph_title(text: str) -> str:
+    """HaluEval drops the Wikipedia titles; a lead paragraph names its article first
+    ("Rosie Mac (born 1989) is ..."), so those words stand in for the title. The extractor
+    resolves pronouns with the title: a record key there became an entity ("halueval-9878-0
+    is the younger brother of ...")."""
+    words = _SUBJECT_END.split(text, maxsplit=1)[0].split()
+    if not words or words[0].lower() in _PRONOUNS:  # a paragraph cut out of an article
+        return ""
+    return " ".join(words[:8]).rstrip(".")
+
+
 def build_corpus(records: list[dict[str, str]], sample: list[int], distractors: list[int],
                  path: Path) -> dict[int, list[str]]:
     """JSONL corpus; returns each sampled question's supporting document keys."""
@@ -78,7 +93,8 @@ def build_corpus(records: list[dict[str, str]], sample: list[int], distractors: 
                 keys = []
                 for j, text in enumerate(paragraphs(records[i]["knowledge"])):
                     key = f"halueval-{i}-{j}"
-                    f.write(json.dumps({"id": key, "title": key, "text": text}) + "\n")
+                    f.write(json.dumps({"id": key, "title": paragraph_title(text),
+                                        "text": text}) + "\n")
                     keys.append(key)
                 if kind == "q":
                     gold[i] = keys

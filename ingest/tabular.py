@@ -117,7 +117,8 @@ class RecordFileReader:
                     ),
                 )
                 continue
-            yield start, row
+            # CSV has no null: an empty cell is a missing value (a JSON "" is a blank one)
+            yield start, {k: v for k, v in row.items() if v != ""}
 
     # --- records to documents --------------------------------------------------------
 
@@ -153,8 +154,9 @@ class RecordFileReader:
         record_id = row.get(cfg.id_field)
         has_id = isinstance(record_id, str | int) and str(record_id).strip() != ""
         title = row.get(cfg.title_field)
-        if not (isinstance(title, str) and title.strip()):
-            title = str(record_id) if has_id else ""
+        if not isinstance(title, str):  # no title field: the id names the record
+            title = str(record_id) if has_id and title is None else ""
+        title = title.strip()  # a blank title stays blank: it is what the record says
         extra = {
             k: v
             for k, v in row.items()

@@ -120,17 +120,21 @@ def test_jsonl_one_document_per_line_with_fields(tmp_path: Path) -> None:
         {"doc": "q1", "body": PROSE, "name": "First", "lang": "en"},
         {"doc": 7, "body": "Second record text here."},
         {"body": "A record without an id."},
+        {"doc": "q4", "body": "A record whose title is blank.", "name": " "},
     ]
     (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
     cfg = IngestConfig(text_field="body", id_field="doc", title_field="name")
 
-    first, second, third = load(tmp_path / "data.jsonl", cfg)
+    first, second, third, fourth = load(tmp_path / "data.jsonl", cfg)
 
     assert first.id == document_id("q1") and first.title == "First"
     assert first.source.endswith("data.jsonl#1")
     assert first.metadata["fields"] == {"lang": "en"}
     assert second.id == document_id("7") and second.title == "7"
     assert third.id == document_id("data.jsonl#3")
+    # no title field: the id stands in; a blank one stays blank (an id is no title for
+    # the extractor, which resolves pronouns with it)
+    assert fourth.title == ""
 
 
 def test_csv_rows_with_configurable_columns(tmp_path: Path) -> None:
