@@ -4,6 +4,9 @@ without one the section says how to start it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import streamlit as st
 
 from app.ui_common import show_error
@@ -35,11 +38,10 @@ def schedules_section() -> None:
                          f"(run by {runner})")
         toggle = "Resume" if s.paused else "Pause"
         if cols[1].button(toggle, key=f"toggle-{s.name}"):
-            act(lambda n=s.name, p=s.paused: (schedules.resume_schedule(n) if p
-                                              else schedules.pause_schedule(n)),
-                f"{s.name} {'resumed' if s.paused else 'paused'}")
+            change = schedules.resume_schedule if s.paused else schedules.pause_schedule
+            act(partial(change, s.name), f"{s.name} {'resumed' if s.paused else 'paused'}")
         if cols[2].button("Remove", key=f"remove-{s.name}"):
-            act(lambda n=s.name: schedules.remove_schedule(n), f"{s.name} removed")
+            act(partial(schedules.remove_schedule, s.name), f"{s.name} removed")
     add_schedule_form()
 
 
@@ -69,10 +71,10 @@ def add_schedule_form() -> None:
         extract=extract), "schedule added")
 
 
-def act(action: object, done: str) -> None:
+def act(action: Callable[[], object], done: str) -> None:
     """Run a schedule change; a mistake (bad cron, unknown path, ...) shows as a message."""
     try:
-        action()  # type: ignore[operator]
+        action()
     except Exception as exc:
         show_error(exc)
         return

@@ -65,13 +65,12 @@ class Components:
                                      self.embedder.model_name)
         return cache[name]
 
-    def save_indexes(self) -> list[str]:
-        """Save every opened index with unsaved changes; their names."""
+    def save_indexes(self) -> None:
+        """Save every opened index with unsaved changes."""
         cache: dict[str, FaissVectorIndex] = self.__dict__.get("_indexes", {})
-        saved = [name for name, index in cache.items() if index.unsaved]
-        for name in saved:
-            cache[name].save()
-        return saved
+        for index in cache.values():
+            if index.unsaved:
+                index.save()
 
     def close(self) -> None:
         if "graph" in self.__dict__:

@@ -154,9 +154,10 @@ class RecordFileReader:
         record_id = row.get(cfg.id_field)
         has_id = isinstance(record_id, str | int) and str(record_id).strip() != ""
         title = row.get(cfg.title_field)
-        if not isinstance(title, str):  # no title field: the id names the record
-            title = str(record_id) if has_id and title is None else ""
-        title = title.strip()  # a blank title stays blank: it is what the record says
+        if title is None:  # no title field: the id names the record
+            title = str(record_id) if has_id else ""
+        # a blank title stays blank: it is what the record says
+        title = title.strip() if isinstance(title, str) else ""
         extra = {
             k: v
             for k, v in row.items()
