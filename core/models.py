@@ -70,10 +70,19 @@ class Entity(Record):
 
 
 class Mention(Record):
-    """Entity -[:MENTIONED_IN]-> Chunk."""
+    """Entity -[:MENTIONED_IN {count}]-> Chunk: how often the chunk names the entity."""
 
     entity_id: str
     chunk_id: str
+    count: int = 1
+
+
+class Synonym(Record):
+    """Entity -[:SYNONYM {score}]-> Entity: names whose embeddings are close (cosine)."""
+
+    source_id: str
+    target_id: str
+    score: float
 
 
 class Relation(Record):

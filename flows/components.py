@@ -18,8 +18,11 @@ from core.settings import Settings, get_settings
 if TYPE_CHECKING:
     from core.embed import SentenceTransformerEmbedder
     from core.llm.base import ChatModel
+    from core.nlp import SpacyTextAnalyser
     from core.protocols import GraphStore
     from retrieval.index import FaissVectorIndex
+    from retrieval.passages import PassageRetriever
+    from retrieval.ppr import PageRankRetriever
 
 
 #: Names of the vector indexes under settings.index_dir (mutual indexing: chunks, entities
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
 CHUNK_INDEX = "chunks"
 ENTITY_INDEX = "entities"
 PROPOSITION_INDEX = "propositions"
+#: Extracted facts ("subject predicate object"), for query-to-fact linking in PageRank.
+FACT_INDEX = "facts"
 
 
 @dataclass
@@ -50,6 +55,14 @@ class Components:
         return SentenceTransformerEmbedder.from_settings(self.settings)
 
     @cached_property
+    def text_analyser(self) -> SpacyTextAnalyser:
+        """spaCy (the `ner_model` setting), also made the project's sentence splitter."""
+        from core.nlp import get_text_analyser, use_ner_model
+
+        use_ner_model(self.settings.ner_model)
+        return get_text_analyser(self.settings.ner_model)
+
+    @cached_property
     def llm(self) -> ChatModel:
         from core.llm.factory import make_chat_model
 
@@ -64,6 +77,46 @@ class Components:
             cache[name] = open_index(self.settings, name, self.embedder.dimension,
                                      self.embedder.model_name)
         return cache[name]
+
+    def retriever(self, kind: str | None = None) -> PassageRetriever:
+        """The passage retriever `kind` names (default: the `retriever` setting), built
+        once per kind: dense, bm25, hybrid (dense + BM25, RRF) or ppr (PageRank)."""
+        kind = kind or self.settings.retriever
+        cache: dict[str, PassageRetriever] = self.__dict__.setdefault("_retrievers", {})
+        if kind not in cache:
+            cache[kind] = self._make_retriever(kind)
+        return cache[kind]
+
+    def _make_retriever(self, kind: str) -> PassageRetriever:
+        from retrieval.bm25 import BM25Retriever
+        from retrieval.passages import DenseRetriever, HybridRetriever
+
+        if kind == "dense":
+            return DenseRetriever(self.index(CHUNK_INDEX), self.embedder)
+        if kind == "bm25":
+            return BM25Retriever(self.graph)
+        if kind == "hybrid":
+            return HybridRetriever(self.retriever("dense"), self.retriever("bm25"))
+        if kind == "ppr":
+            return self.pagerank
+        raise ValueError(f"unknown retriever {kind!r}: dense, bm25, hybrid or ppr")
+
+    @cached_property
+    def pagerank(self) -> PageRankRetriever:
+        from retrieval.graph_snapshot import SnapshotCache
+        from retrieval.ppr import PageRankRetriever, PageRankSettings
+
+        s = self.settings
+        snapshots = SnapshotCache(self.graph, s.index_dir / "graph-snapshot",
+                                  synonym_weight=s.ppr_synonym_weight,
+                                  relation_weight=s.ppr_relation_weight)
+        return PageRankRetriever(
+            snapshots, self.index(CHUNK_INDEX), self.index(ENTITY_INDEX), self.embedder,
+            self.text_analyser, self.index(FACT_INDEX),
+            PageRankSettings(damping=s.ppr_damping, passage_weight=s.ppr_passage_weight,
+                             dense_seeds=s.ppr_dense_seeds,
+                             link_threshold=s.ppr_link_threshold,
+                             hub_exponent=s.ppr_hub_exponent))
 
     def save_indexes(self) -> None:
         """Save every opened index with unsaved changes."""

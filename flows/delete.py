@@ -9,7 +9,7 @@ from typing import Any
 from prefect import flow
 
 from core.settings import get_settings
-from flows.components import CHUNK_INDEX, ENTITY_INDEX, PROPOSITION_INDEX, Components
+from flows.components import CHUNK_INDEX, ENTITY_INDEX, FACT_INDEX, PROPOSITION_INDEX, Components
 
 
 def remove_from_store_and_indexes(c: Components, doc_ids: list[str]) -> dict[str, Any]:
@@ -20,6 +20,13 @@ def remove_from_store_and_indexes(c: Components, doc_ids: list[str]) -> dict[str
             index = c.index(name)
             index.remove(ids)
             index.save()
+    if rep.chunk_ids:  # the fact vectors of the deleted chunks (ids end in the chunk id)
+        gone = set(rep.chunk_ids)
+        facts = c.index(FACT_INDEX)
+        stale = [i for i in facts.ids() if i.rsplit(":", 1)[-1] in gone]
+        if stale:
+            facts.remove(stale)
+            facts.save()
     return asdict(rep)
 
 

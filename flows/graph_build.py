@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from core.llm.base import Usage
 from core.models import Chunk, Document, Entity
-from flows.components import ENTITY_INDEX, PROPOSITION_INDEX, Components
+from flows.components import ENTITY_INDEX, FACT_INDEX, PROPOSITION_INDEX, Components
 from flows.progress import report
 from flows.runners import extract_fanned_out, fans_out
 from flows.summary import IngestSummary, Problem
@@ -64,6 +64,25 @@ def write_facts(c: Components, facts: ResolvedFacts) -> None:
         index = c.index(PROPOSITION_INDEX)
         index.add([p.id for p in facts.propositions],
                   c.embedder.embed([p.text for p in facts.propositions]))
+    if facts.relations:
+        write_fact_vectors(c, facts)
+
+
+def fact_vector_id(subject_id: str, object_id: str, chunk_id: str) -> str:
+    """`fact:<subject>:<object>:<chunk>`: PageRank seeds both ends of a matched fact, and
+    a delete finds a chunk's facts by the last part."""
+    return f"fact:{subject_id}:{object_id}:{chunk_id}"
+
+
+def write_fact_vectors(c: Components, facts: ResolvedFacts) -> None:
+    """"subject predicate object" vectors for query-to-fact linking (HippoRAG 2)."""
+    names = {e.id: e.name for e in facts.entities}
+    missing = {x for r in facts.relations for x in (r.subject_id, r.object_id)} - set(names)
+    names.update({e.id: e.name for e in c.graph.get_entities(sorted(missing))})
+    rows = {fact_vector_id(r.subject_id, r.object_id, r.chunk_id):
+            f"{names.get(r.subject_id, '')} {r.predicate} {names.get(r.object_id, '')}"
+            for r in facts.relations}
+    c.index(FACT_INDEX).add(list(rows), c.embedder.embed(list(rows.values())))
 
 
 class GraphBuilder:

@@ -1,7 +1,8 @@
 """`ingest_corpus`: files in; a lexical graph, a knowledge graph and vector indexes out.
 
     load -> clean / dedup / filter -> plan (new, changed, unchanged) -> per batch:
-    chunk -> embed -> write chunks + vectors -> extract (1 LLM call / chunk) -> judge
+    chunk -> embed -> write chunks + vectors -> mention layer (spaCy entities, mention
+    counts, synonym edges: no LLM call) -> extract (1 LLM call / chunk) -> judge
     -> resolve entities -> write facts + entity / proposition vectors; and every
     `checkpoint_seconds`: save the vector indexes, mark finished documents done
 
@@ -28,7 +29,7 @@ from prefect.cache_policies import NO_CACHE
 
 from core.models import Chunk, Document
 from core.settings import Settings, get_settings
-from flows.components import CHUNK_INDEX, Components
+from flows.components import CHUNK_INDEX, ENTITY_INDEX, Components
 from flows.graph_build import GraphBuilder
 from flows.progress import report
 from flows.runners import TaskRunnerFromSettings
@@ -133,6 +134,25 @@ def write_chunks(c: Components, chunks: Sequence[Chunk]) -> None:
     index.add([ch.id for ch in chunks], c.embedder.embed([ch.text for ch in chunks]))
 
 
+@task(name="mention-layer", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def write_mentions(c: Components, chunks: Sequence[Chunk], s: IngestSummary) -> None:
+    """The mention layer (no LLM call): spaCy entities of each chunk, MENTIONED_IN with
+    counts, and SYNONYM edges from the new entities' names to every known entity."""
+    from kg.mentions import MentionExtractor, SynonymLinker
+
+    layer = MentionExtractor(c.text_analyser).run(chunks)
+    s.failed_chunks += [Problem(cid, reason, "ner") for cid, reason in layer.failed]
+    c.graph.upsert_entities(layer.entities, keep_existing=True)
+    c.graph.upsert_mentions(layer.mentions)
+    linker = SynonymLinker(c.embedder.embed, c.index(ENTITY_INDEX),
+                           threshold=c.settings.synonym_threshold)
+    synonyms = linker.link(layer.entities)
+    c.graph.upsert_synonyms(synonyms)
+    s.mention_entities += len(layer.entities)
+    s.mentions += len(layer.mentions)
+    s.synonyms += len(synonyms)
+
+
 @task(name="mark-documents-done", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def mark_done(c: Components, docs: Sequence[Document]) -> None:
     """The checkpoint: save the vector indexes, then mark the documents done (their sha256
@@ -233,6 +253,10 @@ def run_stages(c: Components, config: IngestConfig, sources: Sequence[str],
             write_chunks(c, chunks)
             s.add_time("embed + write chunks", time.perf_counter() - t)
             s.chunks += len(chunks)
+            if c.settings.mention_layer:
+                t = time.perf_counter()
+                write_mentions(c, chunks, s)
+                s.add_time("mention layer", time.perf_counter() - t)
             if builder is not None:
                 builder.build(batch, chunks, s)
             pending += batch

@@ -33,6 +33,9 @@ class IngestSummary:
     failed: list[Problem] = field(default_factory=list)
     chunks: int = 0
     chunks_removed: int = 0
+    mention_entities: int = 0  # entities the mention layer (spaCy, no LLM) wrote
+    mentions: int = 0
+    synonyms: int = 0
     entities: int = 0
     relations_kept: int = 0
     relations_dropped: int = 0
@@ -59,6 +62,8 @@ class IngestSummary:
             f"| dropped | {len(self.dropped)} |", f"| failed | {len(self.failed)} |",
             "",
             f"Chunks written: {self.chunks} (removed: {self.chunks_removed}). "
+            f"Mention layer: {self.mention_entities} entities, {self.mentions} mentions, "
+            f"{self.synonyms} synonym edges. "
             f"Entities: {self.entities}, relations kept {self.relations_kept} / dropped by "
             f"the judge {self.relations_dropped}, propositions {self.propositions}, "
             f"failed chunks {len(self.failed_chunks)}.",

@@ -11,8 +11,8 @@ It is given its two helpers instead of its defaults: a token counter (the defaul
 tiktoken, whose data file comes from llama-index's bundled cache unless
 TIKTOKEN_CACHE_DIR points elsewhere) and a sentence splitter (the default, NLTK punkt,
 drops the whitespace before a paragraph's first sentence and may try to download NLTK
-data when NLTK_DATA is set). Ours are regular expressions: no files, no network, and no
-characters lost.
+data when NLTK_DATA is set). Ours: a regular-expression token counter, and the project's
+one sentence splitter (spaCy's `senter` from a PyPI wheel: no network, no characters lost).
 
 The splitter returns strings only, and its own offsets (`start_char_idx`) come from
 `str.find` from the previous chunk's start: with repeated text that can land on an
@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from core.models import Chunk, Document
+from core.nlp import split_sentences as nlp_split_sentences
 from ingest.config import IngestConfig, TokenizerName
 
 TokenCounter = Callable[[str], Sequence[Any]]
@@ -50,42 +51,10 @@ def make_tokenizer(name: TokenizerName) -> TokenCounter:
     return regex_tokens
 
 
-_SENTENCE_END = re.compile(
-    r"[.!?…]+[\"'\u201d\u2019)\]]*\s+|[。\uff01\uff1f]+[\"'\u201d\u2019」』)]*\s*"
-)
-_WORD_BEFORE = re.compile(r"(\S+)$")
-# fmt: off
-_ABBREVIATIONS = frozenset({
-    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "etc", "e.g",
-    "i.e", "cf", "ca", "approx", "no", "nos", "fig", "figs", "al", "inc", "ltd", "co",
-    "corp", "dept", "est", "vol", "pp", "ed", "eds", "jan", "feb", "mar", "apr", "jun",
-    "jul", "aug", "sep", "sept", "oct", "nov", "dec", "u.s", "u.k", "u.n",
-})
-# fmt: on
-
-
 def split_sentences(text: str) -> list[str]:
-    """Sentences with their trailing whitespace: `"".join(split_sentences(t)) == t`."""
-    pieces: list[str] = []
-    start = 0
-    for match in _SENTENCE_END.finditer(text):
-        end = match.end()
-        if end >= len(text):
-            break
-        if text[match.start()] == "." and _is_abbreviation(text, match.start()):
-            continue
-        pieces.append(text[start:end])
-        start = end
-    pieces.append(text[start:])
-    return [p for p in pieces if p]
-
-
-def _is_abbreviation(text: str, dot: int) -> bool:
-    found = _WORD_BEFORE.search(text, max(0, dot - 30), dot)
-    if found is None:
-        return False
-    word = found.group(1).lstrip("([\"'\u201c\u2018")
-    return word.lower() in _ABBREVIATIONS or (len(word) == 1 and word.isupper())
+    """Sentences with their trailing whitespace (`"".join(split_sentences(t)) == t`), from
+    the project's one splitter (spaCy's `senter`, `core.nlp`)."""
+    return nlp_split_sentences(text, keep_whitespace=True)
 
 
 # --- chunker --------------------------------------------------------------------------

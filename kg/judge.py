@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,9 +22,8 @@ from rapidfuzz import fuzz
 
 from core.llm.base import ChatModel, CompletionRequest, acomplete_many
 from core.models import Chunk, Entity, Relation
+from core.nlp import split_sentences
 from kg import prompts
-
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass
@@ -78,7 +76,7 @@ class GroundingJudge:
 
     def score(self, chunk: Chunk, relations: Sequence[Relation],
               names: dict[str, str]) -> list[float]:
-        sentences = [s for s in _SENTENCE.split(chunk.text) if s.strip()] or [chunk.text]
+        sentences = split_sentences(chunk.text) or [chunk.text]
         claims = [verbalise(r, names) for r in relations]
         vecs = self.embed([*claims, *sentences])
         sims = vecs[: len(claims)] @ vecs[len(claims):].T

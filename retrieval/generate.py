@@ -20,9 +20,9 @@ from typing import Any
 
 from core.answer import Evidence, Fact, Sentence, Triple
 from core.llm.base import ChatModel
+from core.nlp import split_sentences
 from retrieval import prompts
 from retrieval.chunk_rag import ScoredChunk
-from retrieval.lexical import split_sentences
 from retrieval.llm_json import call_json
 
 _MARKER = re.compile(r"\[\s*((?:T\s*)?\d+)\s*\]", re.IGNORECASE)
@@ -97,7 +97,7 @@ class Sources:
 class Generated:
     sentences: list[Sentence]
     cannot_answer: bool = False
-    short_answer: str = ""  # SuRe: the chosen candidate, a few words
+    short_answer: str = ""  # the answer alone, a few words (cited: same call; SuRe: winner)
     rationale: list[dict[str, Any]] = field(default_factory=list)  # SuRe: every candidate
 
     @property
@@ -105,10 +105,15 @@ class Generated:
         return " ".join(s.text for s in self.sentences)
 
 
+SHORT_ANSWER_CHARS = 80
+
 ANSWER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "cannot_answer": {"type": "boolean"},
+        # The answer alone, before the sentences that support it: the same call gives a
+        # scoreable short answer and the cited explanation.
+        "short_answer": {"type": "string", "maxLength": SHORT_ANSWER_CHARS},
         "sentences": {
             "type": "array",
             "items": {
@@ -119,7 +124,7 @@ ANSWER_SCHEMA: dict[str, Any] = {
             },
         },
     },
-    "required": ["cannot_answer", "sentences"],
+    "required": ["cannot_answer", "short_answer", "sentences"],
 }
 
 DIRECT_SCHEMA: dict[str, Any] = {
@@ -155,6 +160,17 @@ def parse_sentences(items: Sequence[Any], sources: Sources) -> list[Sentence]:
     return out
 
 
+def short_answer(data: dict[str, Any], sentences: Sequence[Sentence]) -> str:
+    """The model's short answer, cleaned ("Answer: Delhi." -> "Delhi"); when it left it
+    empty, the first sentence if that is short."""
+    text = " ".join(_MARKER.sub("", str(data.get("short_answer") or "")).split())
+    text = re.sub(r"^(?:the\s+)?(?:short\s+)?answer\s*(?:is)?\s*[:\-]\s*", "", text,
+                  flags=re.IGNORECASE).strip().rstrip(".")
+    if not text and sentences and len(sentences[0].text.split()) <= 6:
+        text = sentences[0].text.rstrip(".")
+    return text[:SHORT_ANSWER_CHARS]
+
+
 class AnswerGenerator:
     """One schema-constrained call: numbered sources in, cited sentences out."""
 
@@ -182,7 +198,7 @@ class AnswerGenerator:
             text = first if first.lower().startswith("the sources do not") else \
                 refusal(question)
             return Generated([Sentence(text=text)], cannot_answer=True)
-        return Generated(sentences)
+        return Generated(sentences, short_answer=short_answer(data, sentences))
 
     def direct(self, question: str) -> Generated:
         """No retrieval (Adaptive-RAG route A): the model answers on its own."""

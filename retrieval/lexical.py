@@ -1,4 +1,5 @@
-"""Word-level text handling of question answering: tokens, content terms, sentences, BM25.
+"""Word-level text handling of question answering: tokens, content terms, BM25.
+(Sentences come from the project's one splitter, `core.nlp.split_sentences`.)
 
 A small own BM25 (Okapi, k1=1.5, b=0.75) instead of a dependency: the documents it ranks
 are a handful of relation and path texts per search step.
@@ -15,7 +16,6 @@ from collections import Counter
 from collections.abc import Sequence
 
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 
 STOPWORDS = frozenset([
     "a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any",
@@ -41,12 +41,6 @@ def tokens(text: str) -> list[str]:
 def content_terms(text: str) -> list[str]:
     """Tokens that carry meaning: no stopwords, no one-letter words."""
     return [t for t in tokens(text) if t not in STOPWORDS and len(t) > 1]
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a text (a cheap splitter: ., ! or ? then a capital or a digit)."""
-    parts = [p.strip() for p in _SENTENCE.split(text.strip())]
-    return [p for p in parts if p]
 
 
 def coverage(question: str, text: str) -> float:

@@ -41,8 +41,9 @@ class LinkedEntity:
     via: str  # "name" | "vector"
 
 
-def question_spans(question: str) -> list[str]:
-    """Spans of the question that may name entities, most specific first."""
+def question_spans(question: str, content_fallback: bool = True) -> list[str]:
+    """Spans of the question that may name entities, most specific first; with no
+    capitalised or quoted span, its content words (unless `content_fallback` is off)."""
     spans: list[str] = [a or b for a, b in _QUOTED.findall(question)]
     for m in _CAPITALISED.finditer(question):
         words = m.group(0).strip(" .,;:?!'\u2019").split()
@@ -52,7 +53,7 @@ def question_spans(question: str) -> list[str]:
             words.pop()
         if words:
             spans.append(" ".join(words))
-    if not spans:  # no names: try the content words, longest first
+    if not spans and content_fallback:  # no names: try the content words, longest first
         spans = sorted(set(t for t in content_terms(question) if len(t) >= 4),
                        key=lambda t: (-len(t), t))
     return list(dict.fromkeys(s for s in spans if s))

@@ -41,7 +41,9 @@ ROUTER_USER = "Question: {question}\nReturn the JSON."
 # --------------------------------------------------------------------------- generation
 
 ANSWER_SYSTEM = (
-    "You answer questions using only the numbered sources. Write one to three short "
+    "You answer questions using only the numbered sources. First give \"short_answer\": "
+    "the answer alone, a few words (a name, place, date, number, or yes/no), no sentence. "
+    "Then write one to three short "
     "sentences. Every sentence must list the sources it uses in \"citations\", like "
     "[\"1\"] or [\"2\", \"T1\"]. If the sources do not contain the answer, set "
     "\"cannot_answer\" to true and write one sentence starting \"The sources do not say\". "
@@ -62,8 +64,9 @@ ANSWER_EXAMPLE_USER = (
     "Question: Who did Ada Lovelace work with?\nReturn the JSON."
 )
 ANSWER_EXAMPLE_OUTPUT = (
-    '{"cannot_answer": false, "sentences": [{"text": "Ada Lovelace worked with Charles '
-    'Babbage on the Analytical Engine.", "citations": ["1", "T1"]}]}'
+    '{"cannot_answer": false, "short_answer": "Charles Babbage", "sentences": [{"text": '
+    '"Ada Lovelace worked with Charles Babbage on the Analytical Engine.", "citations": '
+    '["1", "T1"]}]}'
 )
 
 DIRECT_SYSTEM = (
