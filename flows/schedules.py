@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,8 @@ FLOW_NAME = "ingest_corpus"
 #: Deployments kgrag made carry this tag; `list` and `serve` see only those.
 TAG = "kgrag"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+#: Seconds a pause waits for a scheduler pass that began before it (see pause_schedule).
+PAUSE_SETTLE_S = 1.0
 
 
 @dataclass
@@ -115,13 +118,25 @@ def list_schedules(settings: Settings | None = None) -> list[IngestSchedule]:
         return [_record(d) for d in kgrag_deployments(client)]
 
 
-def pause_schedule(name: str, settings: Settings | None = None) -> IngestSchedule:
-    """No new runs until resumed (a run in progress finishes)."""
+def pause_schedule(name: str, settings: Settings | None = None,
+                   settle_s: float = PAUSE_SETTLE_S) -> IngestSchedule:
+    """No new runs until resumed (a run in progress finishes).
+
+    Runs of a paused deployment that are still waiting would start anyway (neither the
+    server's scheduled-runs query nor `kgrag serve` nor a worker looks at `paused`), so
+    pausing deletes them. Pausing itself deletes only future runs; overdue ("Late") ones
+    go here too. The server's scheduler reads the deployments and inserts their runs in
+    separate transactions, so one that read before the pause can still insert runs
+    after it: they are deleted once more after `settle_s`, and `kgrag serve` keeps
+    deleting any that appear later (flows.serve).
+    """
     with _client(settings) as client:
         d = _get(client, name)
         client.pause_deployment(d.id)
-        # Pausing deletes only future runs; overdue ("Late") ones would still start.
         drop_waiting_runs(client, d.id)
+        if settle_s > 0:
+            time.sleep(settle_s)
+            drop_waiting_runs(client, d.id)
         return _record(_get(client, name))
 
 
@@ -169,6 +184,13 @@ def drop_waiting_runs(client: SyncPrefectClient, deployment_id: UUID, *,
             client.delete_flow_run(run.id)
             deleted += 1
     return deleted
+
+
+def drop_runs_of_paused(client: SyncPrefectClient, deployment_ids: set[UUID]) -> int:
+    """Delete the waiting auto-scheduled runs of those of these deployments that are
+    paused (runs the scheduler inserted after the pause). Returns how many."""
+    return sum(drop_waiting_runs(client, d.id) for d in kgrag_deployments(client)
+               if d.paused and d.id in deployment_ids)
 
 
 def kgrag_deployments(client: SyncPrefectClient) -> list[DeploymentResponse]:

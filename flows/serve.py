@@ -3,7 +3,9 @@
 The Prefect server's scheduler creates the runs of every schedule (flows.schedules); this
 loop polls for those of deployments without a work pool and runs each in a subprocess with
 this process's environment (so the same KGRAG_* settings). Schedules added while it runs
-are picked up within `sync_s` seconds; paused ones simply get no runs.
+are picked up within `sync_s` seconds. A paused schedule gets no new runs, and the loop
+deletes, every poll, the waiting runs that the server's scheduler can still insert just
+after a pause (flows.schedules.pause_schedule says why): the runner would start them.
 
 One ingest runs at a time: every schedule writes the same graph and vector indexes, and two
 runs writing one FAISS index at once would lose vectors. A run that comes due while
@@ -24,7 +26,7 @@ from uuid import UUID
 
 from core.settings import Settings, get_settings
 from flows.prefect_server import prefect_api
-from flows.schedules import drop_waiting_runs, kgrag_deployments
+from flows.schedules import drop_runs_of_paused, drop_waiting_runs, kgrag_deployments
 
 if TYPE_CHECKING:
     from prefect.client.schemas.responses import DeploymentResponse
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
 
 #: At most this many flow runs at once (see the module docstring).
 RUN_LIMIT = 1
+#: Prefect's default runner poll (PREFECT_RUNNER_POLL_FREQUENCY) when none is given.
+DEFAULT_POLL_S = 10.0
 
 
 def serve_schedules(settings: Settings | None = None, *, poll_s: float | None = None,
@@ -58,6 +62,7 @@ async def _serve(poll_s: float | None, sync_s: float) -> None:
     start = asyncio.create_task(runner.start())
     await _stop_on_sigterm(runner, start)
     sync = asyncio.create_task(_keep_in_sync(runner, served, sync_s))
+    sweep = asyncio.create_task(_keep_paused_empty(served, poll_s or DEFAULT_POLL_S))
     try:
         await start
     except asyncio.CancelledError:
@@ -67,6 +72,7 @@ async def _serve(poll_s: float | None, sync_s: float) -> None:
         # else SIGTERM cancelled the runner: a normal stop
     finally:
         sync.cancel()
+        sweep.cancel()
 
 
 async def _stop_on_sigterm(runner: Runner, start: asyncio.Task[None]) -> None:
@@ -91,6 +97,27 @@ async def _keep_in_sync(runner: Runner, served: set[UUID], every_s: float) -> No
                 log.info("dropped %d overdue runs (a later run covers them)", n)
         except Exception as exc:  # the server may restart; the next round retries
             log.warning("could not read the schedules: %s", exc)
+
+
+async def _keep_paused_empty(served: set[UUID], every_s: float) -> None:
+    """As often as the runner polls: delete the waiting runs of paused schedules."""
+    from prefect.logging import get_logger
+
+    log = get_logger("kgrag.serve")
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            if n := await asyncio.to_thread(_drop_runs_of_paused, set(served)):
+                log.info("deleted %d runs of paused schedules", n)
+        except Exception as exc:  # the server may restart; the next round retries
+            log.warning("could not read the schedules: %s", exc)
+
+
+def _drop_runs_of_paused(served: set[UUID]) -> int:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return drop_runs_of_paused(client, served)
 
 
 async def _serve_new_schedules(runner: Runner, served: set[UUID]) -> None:
