@@ -14,7 +14,7 @@ export PREFECT_HOME ?= $(CURDIR)/$(DATA)/prefect
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup systools demo test test-fast lint clean-data help
+.PHONY: setup systools neo4j demo test test-fast lint clean-data help
 
 help:
 	@echo "make demo   set up, start the embedded services, run the main job"
@@ -35,15 +35,23 @@ $(MODEL): | $(STAMP)
 
 setup: $(STAMP) $(MODEL)
 
-# Debian packages the tests use: chromium (UI tests drive it; never a downloaded browser) and
-# docker-compose (validates infra/docker-compose.yml offline; no Docker engine needed).
+# Debian packages the tests use: chromium (UI tests drive it; never a downloaded browser),
+# docker-compose (validates infra/docker-compose.yml offline; no Docker engine needed), and
+# Java 17 + Maven (the embedded Neo4j the Neo4j tests run on, infra/neo4j).
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTOOLS := /usr/bin/chromium /usr/bin/docker-compose
+SYSTOOLS := /usr/bin/chromium /usr/bin/docker-compose /usr/bin/mvn
 $(SYSTOOLS):
 	$(SUDO) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver docker-compose
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver docker-compose \
+		maven openjdk-17-jdk-headless
 
 systools: $(SYSTOOLS)
+
+# Neo4j Community 5 embedded in a JVM, compiled once (jars cached in ~/.m2; ~10 s when they
+# are there). The tests start it on a fresh folder and stop it at the end of the session;
+# by hand: infra/neo4j/server.sh start DIR | stop DIR.
+neo4j: $(SYSTOOLS)
+	bash infra/neo4j/server.sh build
 
 SAMPLES := ingest/samples
 UI_PORT ?= 8501
@@ -59,7 +67,7 @@ demo: setup
 	$(BIN)/kgrag ui --detach --port $(UI_PORT)
 	@echo "Open the UI at http://127.0.0.1:$(UI_PORT)  (stop everything: .venv/bin/kgrag services stop)"
 
-test: setup systools
+test: setup systools neo4j
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)

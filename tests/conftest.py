@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.neo4j_server import Neo4jServer, running_neo4j
+
 REPO = Path(__file__).resolve().parent.parent
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -58,6 +60,13 @@ def shared_falkor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         yield status.host, status.port
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jServer]:
+    """The session's real Neo4j: embedded Neo4j Community, or KGRAG_NEO4J_URI's server."""
+    with running_neo4j(tmp_path_factory.mktemp("neo4j")) as server:
+        yield server
 
 
 @pytest.fixture

@@ -296,6 +296,21 @@ RETURN count(one) AS n
 
 # Properties looked up by equality, besides the unique ids.
 _LOOKUP_INDEXES = (("Chunk", "doc_id"), ("Proposition", "doc_id"))
+# Relationship properties a delete selects by (Neo4j only: FalkorDB scans them).
+_RELATION_INDEXES = (("RELATES", "doc_id"), ("RELATES", "chunk_id"))
+
+# Neo4j's find_entities: the full-text index `entity_search` (whitespace analyzer over the
+# casefolded search keys) proposes candidates for `$lucene` (see neo4j.lucene_contains);
+# the substring test and the ranking are FIND_ENTITIES'.
+_NEO4J_FIND_ENTITIES = f"""
+CALL db.index.fulltext.queryNodes('entity_search', $lucene) YIELD node AS e
+WHERE any(k IN e.search WHERE k CONTAINS $q)
+WITH e, CASE WHEN $q IN e.search THEN 0
+             WHEN any(k IN e.search WHERE k STARTS WITH $q) THEN 1 ELSE 2 END AS rank
+RETURN {_ENTITY_COLUMNS}
+ORDER BY rank, size(e.name), e.id
+LIMIT $limit
+"""
 
 
 @dataclass(frozen=True)
@@ -313,6 +328,9 @@ class Dialect:
     unique_keys: tuple[tuple[str, str], ...] = ()
     #: Substrings of errors that only say "this schema object exists already".
     benign_schema_errors: tuple[str, ...] = ()
+    #: find_entities through a full-text index (parameters q, lucene, limit), where the
+    #: engine has one; None: FIND_ENTITIES' scan.
+    entity_fulltext_lookup: str | None = None
 
     def is_benign_schema_error(self, message: str) -> bool:
         lowered = message.lower()
@@ -335,7 +353,16 @@ def _neo4j_schema() -> tuple[str, ...]:
         f"CREATE INDEX {label.lower()}_{prop} IF NOT EXISTS FOR (n:{label}) ON (n.{prop})"
         for label, prop in _LOOKUP_INDEXES
     ]
-    return (*uniques, *lookups)
+    relations = [
+        f"CREATE INDEX {rel.lower()}_{prop} IF NOT EXISTS FOR ()-[r:{rel}]-() ON (r.{prop})"
+        for rel, prop in _RELATION_INDEXES
+    ]
+    fulltext = (
+        "CREATE FULLTEXT INDEX entity_search IF NOT EXISTS FOR (n:Entity) ON EACH [n.search] "
+        "OPTIONS {indexConfig: {`fulltext.analyzer`: 'whitespace'}}"
+    )
+    # New indexes fill in the background; the first lookup must not miss entities.
+    return (*uniques, *lookups, *relations, fulltext, "CALL db.awaitIndexes(300)")
 
 
 #: FalkorDB: no constraint DDL in Cypher; indexes first, then `GRAPH.CONSTRAINT CREATE`.
@@ -346,11 +373,13 @@ FALKOR = Dialect(
     benign_schema_errors=("already indexed", "already exists"),
 )
 
-#: Neo4j 5: constraints carry their own index; `IF NOT EXISTS` makes them re-runnable.
+#: Neo4j 5: constraints carry their own index; `IF NOT EXISTS` makes them re-runnable;
+#: entity lookup goes through a full-text index.
 NEO4J = Dialect(
     name="neo4j",
     schema_statements=_neo4j_schema(),
     benign_schema_errors=("equivalent", "already exists"),
+    entity_fulltext_lookup=_NEO4J_FIND_ENTITIES,
 )
 
 #: The neo4j driver talking to FalkorDB's Bolt listener: FalkorDB's Cypher DDL, and no

@@ -2,7 +2,10 @@
 
 One long-lived driver per store. Writes run in `execute_write` transactions (the driver
 retries them on transient faults; a delete is one transaction), reads in `execute_read`,
-the user's console in a read transaction with a timeout.
+the user's console in a read transaction with a timeout. On Neo4j, `ensure_schema` creates
+unique constraints on every id, lookup indexes and the `entity_search` full-text index,
+through which `find_entities` looks entities up (no label scan). Tested on Neo4j
+Community 5.26 (infra/neo4j runs it embedded for the tests).
 
 It also talks to FalkorDB's Bolt listener (module arg `BOLT_PORT`), which differs from
 Neo4j in ways this class detects at connect time and works around:
@@ -30,10 +33,12 @@ from neo4j import exceptions as neo4j_errors
 from neo4j import graph as neo4j_graph
 
 from core.errors import QueryError, ReadOnlyViolation, ServiceError
+from core.models import Entity
 from core.protocols import QueryResult
 from core.settings import Settings
 from kg.store import cypher as queries
-from kg.store.base import CypherGraphStore, Row, Runner
+from kg.store.base import CypherGraphStore, Row, Runner, search_key
+from kg.store.base import _entity as entity_from_row
 
 T = TypeVar("T")
 
@@ -213,6 +218,21 @@ class Neo4jGraphStore(CypherGraphStore):
                     msg = f"Neo4j refused a schema statement: {_describe(exc)}"
                     raise QueryError(msg) from exc
 
+    def find_entities(self, name: str, limit: int = 10) -> list[Entity]:
+        """Entities whose name or an alias contains `name`, ignoring case; exact first.
+
+        On Neo4j the full-text index proposes candidates (the words of the query, the first
+        as a suffix and the last as a prefix of an indexed word) and the shared substring
+        test keeps the true matches, so the results are those of the label scan, found
+        without it.
+        """
+        q = search_key(name)
+        lucene = lucene_contains(q)
+        if not self.dialect.entity_fulltext_lookup or lucene is None:
+            return super().find_entities(name, limit)
+        params = {"q": q, "lucene": lucene, "limit": int(limit)}
+        return [entity_from_row(r) for r in self._read(self.dialect.entity_fulltext_lookup, params)]
+
     def ping(self) -> bool:
         try:
             return bool(self._read("RETURN 1 AS ok", {}))
@@ -262,6 +282,31 @@ def to_json_value(value: Any) -> Any:
     if isinstance(value, dt.datetime | dt.date | dt.time) or hasattr(value, "iso_format"):
         return value.isoformat() if hasattr(value, "isoformat") else value.iso_format()
     return str(value)  # durations, points, bytes: readable text
+
+
+# Lucene's query syntax characters, escaped with a backslash to mean themselves.
+_LUCENE_SPECIAL = frozenset('+-&|!(){}[]^"~*?:\\/')
+# Lucene's whitespace tokenizer cuts words longer than this (in UTF-16 units); a query
+# with such a word falls back to the scan.
+_LUCENE_MAX_WORD = 255
+
+
+def lucene_contains(q: str) -> str | None:
+    """A full-text query whose hits include every indexed key that contains `q`.
+
+    `q` is a search key (casefolded, single spaces). A key contains it only if the key's
+    words hold q's first word as a suffix, its middle words whole and its last word as a
+    prefix; the query asks for exactly that (a superset: order is checked afterwards).
+    None when the index cannot answer (empty or over-long words).
+    """
+    words = q.split(" ")
+    if not q or any(len(w.encode("utf-16-le")) // 2 > _LUCENE_MAX_WORD for w in words):
+        return None
+    escaped = ["".join(f"\\{c}" if c in _LUCENE_SPECIAL else c for c in w) for w in words]
+    if len(escaped) == 1:
+        return f"*{escaped[0]}*"
+    first, *middle, last = escaped
+    return " AND ".join([f"*{first}", *middle, f"{last}*"])
 
 
 def _props(entity: neo4j_graph.Entity) -> dict[str, Any]:

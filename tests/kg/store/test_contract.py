@@ -1,13 +1,13 @@
 """The GraphStore contract, one suite for every backend.
 
 `GraphStoreContract` holds the tests; `TestGraphStoreContract` runs them on FalkorDB
-(native client, always) and on Neo4j (when KGRAG_NEO4J_URI is set). test_bolt_smoke.py
-runs the same class over FalkorDB's Bolt listener.
+(native client) and on a real Neo4j 5 (the session's embedded Neo4j Community from
+infra/neo4j, or the server KGRAG_NEO4J_URI names). test_bolt_smoke.py runs the same class
+over FalkorDB's Bolt listener.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,6 +18,7 @@ from core.models import Chunk, Document, Entity, Mention, Proposition, Relation,
 from core.protocols import GraphStore
 from kg.store import FalkorGraphStore, FalkorServerStatus, Neo4jGraphStore
 from kg.store.base import DEFAULT_BATCH_SIZE, CypherGraphStore
+from tests.neo4j_server import Neo4jServer
 
 HOSTILE = "O'Brien \"quoted\" '}) DETACH DELETE n // \\ back\\slash \\' \n$x {y} `z` Ünï 𝄞"
 
@@ -313,16 +314,10 @@ class GraphStoreContract:
         assert store.stats().nodes["Document"] == 2
 
 
-NEO4J_URI = os.environ.get("KGRAG_NEO4J_URI", "")
-
-
 @pytest.fixture(scope="module")
-def neo4j_store() -> Iterator[Neo4jGraphStore]:
+def neo4j_store(neo4j_server: Neo4jServer) -> Iterator[Neo4jGraphStore]:
     store = Neo4jGraphStore(
-        NEO4J_URI,
-        os.environ.get("KGRAG_NEO4J_USER", "neo4j"),
-        os.environ.get("KGRAG_NEO4J_PASSWORD", ""),
-        os.environ.get("KGRAG_NEO4J_DATABASE", "neo4j"),
+        neo4j_server.uri, neo4j_server.user, neo4j_server.password, neo4j_server.database
     )
     store.ensure_schema()
     try:
@@ -335,13 +330,7 @@ def neo4j_store() -> Iterator[Neo4jGraphStore]:
 @pytest.fixture(
     params=[
         pytest.param("falkor", marks=pytest.mark.services),
-        pytest.param(
-            "neo4j",
-            marks=[
-                pytest.mark.neo4j,
-                pytest.mark.skipif(not NEO4J_URI, reason="set KGRAG_NEO4J_URI to run on Neo4j"),
-            ],
-        ),
+        pytest.param("neo4j", marks=[pytest.mark.services, pytest.mark.neo4j]),
     ]
 )
 def store(request: pytest.FixtureRequest) -> Iterator[CypherGraphStore]:
