@@ -11,6 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from app.console import err, out, print_json
 
 
+def _say(message: str) -> None:
+    err.print(f"[yellow]{message}[/]")
+
+
 def _print_summary(s: dict[str, Any]) -> None:
     out.print(
         f"[bold]documents[/]: {s['documents_seen']} seen, {s['new']} new, "
@@ -48,21 +52,26 @@ def ingest(
     id_field: str = typer.Option("id", help="Id field of .jsonl / .csv records."),
     title_field: str = typer.Option("title", help="Title field of .jsonl / .csv records."),
     json_out: bool = typer.Option(False, "--json", help="The summary as one JSON document."),
+    wait: bool = typer.Option(False, "--wait", help="When another ingest or delete writes "
+                              "to the data dir, wait for it (default: exit with code 2)."),
 ) -> None:
     """Ingest a corpus: load, clean, chunk, embed, extract the graph. Re-runs skip unchanged
-    documents and resume killed runs without duplicates."""
+    documents and resume killed runs without duplicates. One ingest or delete writes to a
+    data dir at a time."""
     missing = [p for p in paths if not any(ch in p for ch in "*?[") and not Path(p).exists()]
     if missing:
         err.print(f"[bold red]error:[/] no such file or folder: {', '.join(missing)}")
         raise typer.Exit(2)
     from core.settings import get_settings
+    from core.writer_lock import writer_lock
     from flows.ingest import ingest_corpus
     from flows.prefect_server import prefect_api
     from flows.progress import watching
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True,
-                  disable=json_out) as bar:
+    settings = get_settings()
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=err, transient=True, disable=json_out)
+    with writer_lock(settings, "ingest", wait_s=None if wait else 0, notify=_say), bar:
         tasks: dict[str, Any] = {}
 
         def sink(stage: str, done: int, total: int) -> None:
@@ -70,7 +79,7 @@ def ingest(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        with watching(sink), prefect_api(get_settings()):
+        with watching(sink), prefect_api(settings):
             summary = ingest_corpus(list(paths), extract=extract, text_field=text_field,
                                     id_field=id_field, title_field=title_field)
     if json_out:
@@ -83,11 +92,16 @@ def delete(
     doc_ids: list[str] = typer.Argument(..., help="Document ids (see `kgrag cypher "
                                         "\"MATCH (d:Document) RETURN d.id, d.source\"`)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    wait: bool = typer.Option(False, "--wait", help="When another ingest or delete writes "
+                              "to the data dir, wait for it (default: exit with code 2)."),
 ) -> None:
     """Remove documents and exactly what only they supported (chunks, facts, vectors)."""
+    from core.settings import get_settings
+    from core.writer_lock import writer_lock
     from flows.delete import delete_documents
 
-    report = delete_documents(list(doc_ids))
+    with writer_lock(get_settings(), "delete", wait_s=None if wait else 0, notify=_say):
+        report = delete_documents(list(doc_ids))
     if json_out:
         print_json(report)
     else:

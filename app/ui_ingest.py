@@ -16,6 +16,7 @@ from flows.summary import recent_runs
 
 
 def run_ingest(sources: list[str], extract: bool) -> dict[str, Any]:
+    from core.writer_lock import writer_lock
     from flows.ingest import ingest_corpus
     from flows.progress import watching
 
@@ -26,7 +27,9 @@ def run_ingest(sources: list[str], extract: bool) -> dict[str, Any]:
             bars[stage] = st.progress(0.0, text=stage)
         bars[stage].progress(done / total if total else 1.0, text=f"{stage}: {done}/{total}")
 
-    with watching(sink):
+    # Another ingest or delete writing to the data dir: say so at once (the page shows
+    # the error) instead of blocking the page until it has finished.
+    with writer_lock(get_settings(), "ingest", wait_s=0), watching(sink):
         return ingest_corpus(sources, extract=extract)
 
 

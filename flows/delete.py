@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from core.settings import get_settings
+from core.writer_lock import writer_lock
 from flows.components import CHUNK_INDEX, ENTITY_INDEX, FACT_INDEX, PROPOSITION_INDEX, Components
 
 
@@ -33,11 +34,13 @@ def remove_from_store_and_indexes(c: Components, doc_ids: list[str]) -> dict[str
 @flow(name="delete_documents", persist_result=False)
 def delete_documents(doc_ids: list[str]) -> dict[str, Any]:
     """Delete documents by id; unknown ids are reported in `not_found`."""
-    c = Components.from_settings(get_settings())
+    settings = get_settings()
+    c = Components.from_settings(settings)
     try:
-        known = set(c.graph.document_hashes())
-        found = [d for d in doc_ids if d in known]
-        report = remove_from_store_and_indexes(c, found)
+        with writer_lock(settings, "delete", notify=get_run_logger().info):
+            known = set(c.graph.document_hashes())
+            found = [d for d in doc_ids if d in known]
+            report = remove_from_store_and_indexes(c, found)
     finally:
         c.close()
     report["not_found"] = [d for d in doc_ids if d not in known]

@@ -29,6 +29,7 @@ from prefect.cache_policies import NO_CACHE
 
 from core.models import Chunk, Document
 from core.settings import Settings, get_settings
+from core.writer_lock import writer_lock
 from flows.components import CHUNK_INDEX, ENTITY_INDEX, Components
 from flows.graph_build import GraphBuilder
 from flows.progress import report
@@ -200,7 +201,10 @@ def ingest_corpus(
     s = IngestSummary(sources=list(sources))
     t_start = time.perf_counter()
     try:
-        run_stages(c, config, sources, do_extract, s)
+        # One writer per data dir: a second one waits here (the CLI takes the lock first,
+        # with or without waiting, so this is free under it).
+        with writer_lock(settings, "ingest", notify=log.info):
+            run_stages(c, config, sources, do_extract, s)
     except BaseException as exc:
         s.error = f"{type(exc).__name__}: {exc}"
         raise
