@@ -1,8 +1,11 @@
 """Persistent response cache: a re-run of the same prompts costs no model calls.
 
 Entries live in one SQLite file (WAL mode), so several processes and threads can share
-it; the key is the sha256 of everything that shapes the output (model, messages, schema,
-max_tokens, temperature, seed, plus `key_extra` such as the backend's defaults).
+it; the key is the sha256 of everything that shapes the output (model name and identity,
+messages, schema, max_tokens, temperature, seed, plus `key_extra` such as the backend's
+defaults). The identity is what the backend reports of its weights (core.llm.identity),
+so another GGUF under the same path or name, or other weights served under the same
+name, never replay the old model's answers.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from core.errors import LLMCallError
 from core.llm.base import ChatModel, ChatModelLayer, Completion, CompletionRequest
+from core.llm.identity import model_identity
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS completions (
@@ -33,9 +38,11 @@ CREATE TABLE IF NOT EXISTS completions (
 """
 
 
-def cache_key(model_name: str, request: CompletionRequest, extra: Mapping[str, Any]) -> str:
-    """sha256 over a canonical JSON of the request; equal requests give equal keys."""
-    payload = {
+def cache_key(model_name: str, request: CompletionRequest, extra: Mapping[str, Any],
+              identity: str | None = None) -> str:
+    """sha256 over a canonical JSON of the request; equal requests give equal keys.
+    `identity`: the model's (None: a backend that reports none, keyed by name alone)."""
+    payload: dict[str, Any] = {
         "model": model_name,
         "messages": list(request.messages),
         "json_schema": request.json_schema,
@@ -44,6 +51,8 @@ def cache_key(model_name: str, request: CompletionRequest, extra: Mapping[str, A
         "seed": request.seed,
         "extra": dict(extra),
     }
+    if identity is not None:
+        payload["identity"] = identity
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -120,12 +129,25 @@ class CachedChatModel(ChatModelLayer):
         super().__init__(inner)
         self.store = CompletionStore(path)
         self.key_extra = dict(key_extra or {})
+        self._identity: tuple[str | None] | None = None  # asked once, when first needed
 
-    def key(self, request: CompletionRequest) -> str:
-        return cache_key(self.model_name, request, self.key_extra)
+    def key(self, request: CompletionRequest, identity: str | None = None) -> str:
+        return cache_key(self.model_name, request, self.key_extra, identity)
+
+    async def model_identity(self) -> str | None:
+        """The inner backend's identity (asked once); `LLMCallError` while it cannot tell."""
+        if self._identity is None:
+            self._identity = (await model_identity(self.inner),)
+        return self._identity[0]
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
-        key = self.key(request)
+        try:
+            identity = await self.model_identity()
+        except LLMCallError:
+            # Which model answers is unknown (its server is down): neither replay nor store;
+            # the call itself says what is wrong.
+            return await self.inner.acomplete(request)
+        key = self.key(request, identity)
         # SQLite may wait on another process's write lock: keep the event loop free.
         hit = await asyncio.to_thread(self.store.get, key)
         if hit is not None:

@@ -103,6 +103,15 @@ class LlamaCppChatModel:
                 raise LLMCallError(f"{self.model_name} failed: {exc}") from exc
         return self._completion(response)
 
+    async def amodel_identity(self) -> str:
+        """The GGUF's size and header hash (core.llm.identity), for the response cache."""
+        from core.llm.identity import gguf_identity
+
+        try:
+            return await asyncio.to_thread(gguf_identity, self.model_path)
+        except OSError as exc:
+            raise LLMCallError(f"cannot read {self.model_path}: {exc}") from exc
+
     def _loaded(self) -> Any:
         if self._llama is None:
             if not self.model_path.is_file():

@@ -74,6 +74,12 @@ class OpenAICompatChatModel:
             self._clients[loop] = client
         return client
 
+    async def amodel_identity(self) -> str:
+        """The model as the server reports it (core.llm.identity), for the response cache."""
+        from core.llm.identity import served_model_identity
+
+        return await served_model_identity(self._client(), self.base_url, self.model_name)
+
     async def aclose(self) -> None:
         client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
