@@ -7,6 +7,7 @@ import sys
 import typer
 
 from app import cli_ask, cli_distill, cli_graph, cli_ingest, cli_schedule, cli_services
+from app.cli_verify import verify as verify_claims
 from app.console import fail, out, print_json
 from core.errors import KgragError
 from core.settings import Settings, get_settings
@@ -26,6 +27,7 @@ app.command("ingest")(cli_ingest.ingest)
 app.command("delete")(cli_ingest.delete)
 app.command("cypher")(cli_graph.cypher)
 app.command("ask")(cli_ask.ask)
+app.command("verify")(verify_claims)
 app.add_typer(cli_schedule.schedule, name="schedule")
 app.add_typer(cli_schedule.server, name="server")
 app.command("serve")(cli_schedule.serve)

@@ -1,15 +1,18 @@
-"""`kgrag services ...` (embedded graph server) and `kgrag models ...` (local LLM files)."""
+"""`kgrag services ...` (embedded graph server) and `kgrag models ...` (local LLM files, the
+trained grounding checker)."""
 
 from __future__ import annotations
 
 import typer
 
+from app.cli_verify import train_checker
 from app.console import out, print_json
 from core.settings import get_settings
 
 services = typer.Typer(help="Start, stop and inspect the embedded services (FalkorDB).",
                        no_args_is_help=True)
 models = typer.Typer(help="Install and list the local model files.", no_args_is_help=True)
+models.command("train-checker")(train_checker)
 
 
 @services.command("start")

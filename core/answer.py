@@ -28,12 +28,16 @@ class AnswerRecord(BaseModel):
 
 class Verdict(AnswerRecord):
     """A grounding verdict on one sentence. `score` is the support probability (None when
-    nothing was checked); `evidence` the chunk / triple ids that support it best."""
+    nothing was checked), compared with the grounding threshold; `evidence` the chunk /
+    triple ids that support it, best first (what the sentence then cites); `checked` every
+    id it was checked against (what the generator cited, and the rest of the context when
+    that did not support it)."""
 
     label: VerdictLabel = "unverified"
     score: float | None = None
     evidence: list[str] = Field(default_factory=list)
     method: str = ""
+    checked: list[str] = Field(default_factory=list)
 
 
 class Sentence(AnswerRecord):
@@ -201,9 +205,17 @@ class Answer(AnswerRecord):
             return 1.0
         return sum(s.verification.label == "supported" for s in checked) / len(checked)
 
+    @property
+    def grounding(self) -> float | None:
+        """MiniCheck's answer-level support: the score of the weakest checked sentence."""
+        scores = [s.verification.score for s in self.sentences
+                  if s.verification.label != "unverified" and s.verification.score is not None]
+        return min(scores) if scores else None
+
     def to_json(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
         data["support"] = round(self.support, 4)
+        data["grounding"] = None if self.grounding is None else round(self.grounding, 4)
         for path, raw in zip(self.paths, data["paths"], strict=True):
             for triple, raw_t in zip(path.triples, raw["triples"], strict=True):
                 raw_t["id"] = triple.id

@@ -248,16 +248,25 @@ class Settings(BaseSettings):
     sure_candidates: int = Field(
         default=2, ge=1, le=5, description="SuRe: answer candidates per question (K)."
     )
-    grounding: Literal["llm", "embedding", "off"] = Field(
-        default="llm", description="GroundingVerifier backend (MiniCheck style): `llm` (one "
-        "call per sentence and evidence piece), `embedding` (no LLM call), or `off`."
+    grounding: Literal["trained", "llm", "embedding", "off"] = Field(
+        default="trained", description="GroundingVerifier backend (MiniCheck style): "
+        "`trained` (the cross-encoder `kgrag models train-checker` makes; no LLM call; the "
+        "embedding checker stands in, with a warning, until it exists), `llm` (one call per "
+        "sentence and evidence piece, scored by the log-probability of its verdict), "
+        "`embedding` (no model call), or `off`."
+    )
+    checker_path: Path | None = Field(
+        default=None, description="Directory of the trained grounding checker; default "
+        "data_dir/models/grounding-checker."
     )
     grounding_model: str = Field(
         default="", description="A dedicated checker model served at llm_base_url (e.g. "
         "Bespoke-MiniCheck-7B on vLLM); empty: the configured LLM."
     )
     grounding_threshold: float = Field(
-        default=0.5, ge=0, le=1, description="Sentences scoring below this are unsupported."
+        default=0.5, ge=0, le=1, description="Sentences scoring below this are unsupported. "
+        "The trained checker's scores are shifted so that 0.5 is the threshold chosen on "
+        "held-out training data (bench/README.md)."
     )
     relevance_threshold: float = Field(
         default=0.3, ge=0, le=1, description="KALMV diagnosis: evidence whose best cosine to "
@@ -268,7 +277,7 @@ class Settings(BaseSettings):
         "the first answer."
     )
 
-    @field_validator("data_dir", "llm_model_path", mode="after")
+    @field_validator("data_dir", "llm_model_path", "checker_path", mode="after")
     @classmethod
     def _expand(cls, v: Path | None) -> Path | None:
         return v.expanduser().resolve() if v is not None else None

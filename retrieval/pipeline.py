@@ -36,6 +36,7 @@ from core.errors import KgragError, LLMOutputError
 from core.llm.base import ChatModel, Usage
 from core.protocols import Embedder, GraphStore, VectorIndex
 from core.settings import Settings
+from retrieval.checker import make_checker
 from retrieval.chunk_rag import ChunkRetriever, ScoredChunk
 from retrieval.generate import AnswerGenerator, Generated, Sources
 from retrieval.linking import EntityLinker, LinkedEntity
@@ -49,14 +50,7 @@ from retrieval.tog import (
     ThinkOnGraphReasoner,
     unique_triples,
 )
-from retrieval.verify import (
-    Diagnoser,
-    Diagnosis,
-    EmbeddingGroundingChecker,
-    GroundingChecker,
-    GroundingVerifier,
-    LLMGroundingChecker,
-)
+from retrieval.verify import Diagnoser, Diagnosis, GroundingVerifier
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +134,7 @@ class QuestionAnsweringPipeline:
         scorer = make_scorer(s.tog_pruning, embedder, llm)
         sufficiency: SufficiencyCheck = (LLMSufficiency(llm) if s.tog_sufficiency == "llm"
                                          else HeuristicSufficiency())
-        checker: GroundingChecker | None = None
-        if s.grounding == "llm":
-            checker = LLMGroundingChecker(checker_llm or llm)
-        elif s.grounding == "embedding":
-            checker = EmbeddingGroundingChecker(embedder)
+        checker = make_checker(s, embedder, checker_llm or llm)
         return cls(
             linker=EntityLinker(graph, entity_index, embedder, threshold=s.link_threshold,
                                 max_entities=s.link_max_entities),

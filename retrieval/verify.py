@@ -1,13 +1,17 @@
 """Verifiers: is each answer sentence grounded in what it cites, and if the answer is bad,
 was retrieval or generation at fault?
 
-`GroundingVerifier` (MiniCheck style): the cited evidence is split into sentence-aligned
-pieces; the claim is scored against the pieces and the best score is its support (chunked
-max). Backends behind one interface:
-- `LLMGroundingChecker`: one yes/no call per (claim, piece), stopping at the first
-  supporting piece; the configured LLM or a dedicated checker model (MiniCheck on vLLM);
-- `EmbeddingGroundingChecker`: no LLM call — best cosine between the claim and an evidence
-  sentence, scaled by how many of the claim's names and numbers the evidence contains.
+MiniCheck's recipe (`check_claim`, `GroundingVerifier`): a claim is split into sentences;
+each sentence is scored against every piece of its evidence (sentence-aligned, cut to the
+checker's length); a sentence's support is its best piece (chunked max), a claim's is its
+weakest sentence. The verifier also narrows each answer sentence's citations to the
+sources that support it. Checkers behind one interface, each giving a probability per
+piece (0.5 or more: supported):
+- `CrossEncoderGroundingChecker` (retrieval.checker): the trained checker, the default;
+- `LLMGroundingChecker`: one call per (claim, piece), scored by the log-probability of
+  its "true" verdict; the configured LLM or a dedicated checker model on vLLM;
+- `EmbeddingGroundingChecker`: no model call — best cosine between the claim and an
+  evidence sentence, scaled by how many of the claim's names and numbers the evidence holds.
 
 `Diagnoser` (KALMV): evidence irrelevant to the question -> `retrieval_error` (re-retrieve,
 wider); evidence relevant but sentences unsupported -> `generation_error` (regenerate).
@@ -19,20 +23,22 @@ wider); evidence relevant but sentences unsupported -> `generation_error` (regen
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from core.answer import DiagnosisLabel, Sentence, Verdict, VerdictLabel
-from core.errors import LLMCallError, LLMOutputError
-from core.llm.base import ChatModel
+from core.errors import LLMCallError
+from core.llm.base import ChatModel, Completion, CompletionRequest, Message, complete
+from core.nlp import split_sentences
 from core.protocols import Embedder
 from retrieval import prompts
 from retrieval.generate import Sources
-from retrieval.lexical import content_terms, coverage, split_sentences
-from retrieval.llm_json import call_json
+from retrieval.lexical import content_terms, coverage
 
 log = logging.getLogger(__name__)
 
@@ -48,28 +54,51 @@ class Piece:
 
 
 def split_pieces(text: str, max_words: int = 200) -> list[str]:
-    """Sentence-aligned pieces of at most about `max_words` words (MiniCheck's chunking)."""
+    """Sentence-aligned pieces of at most about `max_words` words (MiniCheck's chunking); a
+    sentence longer than that is cut into word windows."""
     pieces: list[str] = []
     current: list[str] = []
     words = 0
-    for s in split_sentences(text) or [text]:
-        n = len(s.split())
-        if current and words + n > max_words:
-            pieces.append(" ".join(current))
-            current, words = [], 0
-        current.append(s)
-        words += n
+    for sentence in split_sentences(text) or [text]:
+        parts = sentence.split()
+        for k in range(0, max(1, len(parts)), max_words):
+            s = " ".join(parts[k:k + max_words])
+            n = len(s.split())
+            if current and words + n > max_words:
+                pieces.append(" ".join(current))
+                current, words = [], 0
+            current.append(s)
+            words += n
     if current:
         pieces.append(" ".join(current))
-    return pieces
+    return [p for p in pieces if p]
 
 
 class GroundingChecker(Protocol):
-    """Scores a claim against pieces: (support 0..1, index of the best piece or None)."""
+    """Scores a claim against evidence pieces: one support probability per piece (0.5 or
+    more: supported), or None for a piece it did not check (a checker may stop early)."""
 
     name: str
 
-    def support(self, claim: str, pieces: Sequence[Piece]) -> tuple[float, int | None]: ...
+    @property
+    def piece_words(self) -> int:
+        """Evidence words per piece that fit the checker."""
+
+    @property
+    def exhaustive(self) -> bool:
+        """Cheap enough to score every source of the context."""
+
+    def scores(self, claim: str, texts: Sequence[str]) -> list[float | None]: ...
+
+
+def best_support(checker: GroundingChecker, claim: str, texts: Sequence[str]
+                 ) -> tuple[float, int | None]:
+    """Chunked max: the best piece's score and its index (0.0, None without pieces)."""
+    scored = [(s, i) for i, s in enumerate(checker.scores(claim, texts)) if s is not None]
+    if not scored:
+        return 0.0, None
+    score, index = max(scored)
+    return score, index
 
 
 SUPPORTED_SCHEMA: dict[str, Any] = {
@@ -79,29 +108,69 @@ SUPPORTED_SCHEMA: dict[str, Any] = {
 }
 
 
+def verdict_probability(completion: Completion) -> float | None:
+    """P(true) / (P(true) + P(false)) at the token where the model wrote its verdict, from
+    the top log-probabilities the backend returned; None when it returned none."""
+    for text, top in zip(completion.tokens, completion.top_logprobs, strict=False):
+        word = text.strip().strip('"').lower()
+        if word not in ("true", "false"):
+            continue
+        p = {w: sum(math.exp(lp) for tok, lp in top.items() if tok.strip().lower() == w)
+             for w in ("true", "false")}
+        if p["true"] + p["false"] > 0:
+            return p["true"] / (p["true"] + p["false"])
+        return 1.0 if word == "true" else 0.0
+    return None
+
+
 class LLMGroundingChecker:
-    """MiniCheck with an LLM: one schema-constrained yes/no call per piece, most word-overlap
-    first, at most `max_pieces` calls, stopping at the first "supported"."""
+    """MiniCheck with an LLM: one schema-constrained call per piece, most word-overlap first,
+    at most `max_pieces` calls, stopping at the first piece scored supported. The score is
+    the probability of "true" at the verdict token (from the backend's log-probabilities),
+    so it ranks claims instead of only splitting them; 1.0 / 0.0 when the backend gives no
+    log-probabilities."""
 
     name = "llm"
+    piece_words = 200
+    exhaustive = False
 
-    def __init__(self, llm: ChatModel, max_pieces: int = 2) -> None:
+    def __init__(self, llm: ChatModel, max_pieces: int = 2, top_logprobs: int = 5) -> None:
         self.llm = llm
         self.max_pieces = max_pieces
+        self.top_logprobs = top_logprobs
 
-    def support(self, claim: str, pieces: Sequence[Piece]) -> tuple[float, int | None]:
-        order = sorted(range(len(pieces)), key=lambda i: -coverage(claim, pieces[i].text))
+    def score_one(self, claim: str, text: str) -> float | None:
+        user = prompts.GROUNDING_USER.format(document=text, claim=claim)
+        messages: list[Message] = [{"role": "system", "content": prompts.GROUNDING_SYSTEM},
+                                   {"role": "user", "content": user}]
+        request = CompletionRequest.of(messages, json_schema=SUPPORTED_SCHEMA, max_tokens=16,
+                                       temperature=0.0).with_(top_logprobs=self.top_logprobs)
+        try:
+            completion = complete(self.llm, request)
+        except LLMCallError as exc:
+            log.warning("grounding check failed (%s); counting it unsupported", exc)
+            return None
+        p = verdict_probability(completion)
+        if p is not None:
+            return p
+        try:
+            data = json.loads(completion.text)
+        except json.JSONDecodeError:
+            log.warning("grounding check returned %r; counting it unsupported",
+                        completion.text[:80])
+            return None
+        return 1.0 if isinstance(data, dict) and data.get("supported") is True else 0.0
+
+    def scores(self, claim: str, texts: Sequence[str]) -> list[float | None]:
+        out: list[float | None] = [None] * len(texts)
+        order = sorted(range(len(texts)), key=lambda i: -coverage(claim, texts[i]))
         for i in order[: self.max_pieces]:
-            user = prompts.GROUNDING_USER.format(document=pieces[i].text, claim=claim)
-            try:
-                data = call_json(self.llm, prompts.GROUNDING_SYSTEM, user, SUPPORTED_SCHEMA,
-                                 max_tokens=16)
-            except (LLMOutputError, LLMCallError) as exc:
-                log.warning("grounding check failed (%s); counting it unsupported", exc)
-                continue
-            if data.get("supported") is True:
-                return 1.0, i
-        return 0.0, (order[0] if order else None)
+            out[i] = self.score_one(claim, texts[i])
+            if out[i] is not None and (out[i] or 0.0) >= 0.5:
+                break
+        if all(s is None for s in out) and order:
+            out[order[0]] = 0.0  # checked and failed: unsupported, not unknown
+        return out
 
 
 def key_overlap(claim: str, evidence: str) -> float:
@@ -119,70 +188,163 @@ class EmbeddingGroundingChecker:
     number of the claim that the evidence lacks costs more than any paraphrase."""
 
     name = "embedding"
+    piece_words = 200
+    exhaustive = True
 
     def __init__(self, embedder: Embedder) -> None:
         self.embedder = embedder
 
-    def support(self, claim: str, pieces: Sequence[Piece]) -> tuple[float, int | None]:
-        sentences: list[tuple[int, str]] = [(i, s) for i, p in enumerate(pieces)
-                                            for s in (split_sentences(p.text) or [p.text])]
+    def scores(self, claim: str, texts: Sequence[str]) -> list[float | None]:
+        sentences: list[tuple[int, str]] = [(i, s) for i, t in enumerate(texts)
+                                            for s in (split_sentences(t) or [t])]
+        out: list[float | None] = [0.0] * len(texts)
         if not sentences:
-            return 0.0, None
+            return out
         vecs = self.embedder.embed([claim, *(s for _, s in sentences)])
         sims = vecs[1:] @ vecs[0]
-        best_piece: int | None = None
-        best = 0.0
         for (i, _), sim in zip(sentences, sims, strict=True):
-            s = max(0.0, float(sim)) * (0.2 + 0.8 * key_overlap(claim, pieces[i].text))
-            if s > best:
-                best, best_piece = s, i
-        return min(1.0, best), best_piece
+            s = max(0.0, float(sim)) * (0.2 + 0.8 * key_overlap(claim, texts[i]))
+            out[i] = min(1.0, max(out[i] or 0.0, s))
+        return out
+
+
+# --------------------------------------------------------------------------- MiniCheck
+
+
+@dataclass(frozen=True)
+class SentenceCheck:
+    """One claim sentence: its support (best evidence score), the best evidence's index,
+    and every evidence index that supports it, best first."""
+
+    text: str
+    score: float
+    best: int | None
+    supporting: list[int]
+    evidence_scores: list[float | None]
+
+
+@dataclass(frozen=True)
+class ClaimCheck:
+    """A claim checked MiniCheck's way: split into sentences, each scored against every
+    piece of every evidence text (chunked to the checker's length), a sentence's support
+    is its best piece, the claim's is its weakest sentence."""
+
+    claim: str
+    score: float
+    supported: bool
+    sentences: list[SentenceCheck]
+
+    @property
+    def best(self) -> int | None:
+        """The evidence that best supports the weakest sentence."""
+        weakest = min(self.sentences, key=lambda s: s.score, default=None)
+        return weakest.best if weakest else None
+
+    @property
+    def supporting(self) -> list[int]:
+        return sorted({i for s in self.sentences for i in s.supporting})
+
+
+def check_claim(checker: GroundingChecker, claim: str, evidence: Sequence[str],
+                threshold: float = 0.5) -> ClaimCheck:
+    """Score `claim` against the `evidence` texts (see `ClaimCheck`)."""
+    pieces = [(i, p) for i, text in enumerate(evidence)
+              for p in split_pieces(text, checker.piece_words)]
+    sentences = []
+    for sentence in split_sentences(claim) or [claim.strip()]:
+        scores = checker.scores(sentence, [p for _, p in pieces])
+        per_evidence: list[float | None] = [None] * len(evidence)
+        for (i, _), s in zip(pieces, scores, strict=True):
+            if s is not None:
+                per_evidence[i] = max(per_evidence[i] or 0.0, s)
+        ranked = sorted((s, i) for i, s in enumerate(per_evidence) if s is not None)[::-1]
+        best = ranked[0] if ranked else (0.0, None)
+        sentences.append(SentenceCheck(sentence, round(best[0], 4), best[1],
+                                       [i for s, i in ranked if s >= threshold],
+                                       per_evidence))
+    score = min((s.score for s in sentences), default=0.0)
+    return ClaimCheck(claim, score, score >= threshold, sentences)
 
 
 class GroundingVerifier:
-    """Marks each answer sentence supported / unsupported against the evidence it cites.
+    """Marks each answer sentence supported / unsupported against its evidence, and narrows
+    its citations to the evidence that supports it.
 
-    A sentence citing nothing is checked against all the evidence (it must still be
-    grounded); a refusal ("The sources do not say ...") is left unverified.
+    Each source (a chunk, cut into pieces the checker can read; a graph fact; the cited
+    facts together) is scored against the sentence. The sentence's support is its best
+    score; its citations become the sources scoring at or above the threshold, best first
+    (at most `max_citations`), so a sentence cites what backs it, not all of the context.
+    When nothing it cited supports it and the checker is cheap, the rest of the context is
+    checked too; a sentence nothing supports cites nothing and is marked unsupported. A
+    refusal ("The sources do not say ...") is left unverified and keeps its citations.
     """
 
     def __init__(self, checker: GroundingChecker, threshold: float = 0.5,
-                 piece_words: int = 200) -> None:
+                 piece_words: int | None = None, max_citations: int = 3) -> None:
         self.checker = checker
         self.threshold = threshold
-        self.piece_words = piece_words
+        self.piece_words = piece_words or checker.piece_words
+        self.max_citations = max_citations
 
     def pieces(self, ids: Sequence[str], sources: Sources) -> list[Piece]:
-        chunks = [e for e in sources.evidence if e.id in ids]
-        facts = [f for f in sources.facts if f.id in ids]
+        wanted = set(ids)
+        chunks = [e for e in sources.evidence if e.id in wanted]
+        facts = [f for f in sources.facts if f.id in wanted]
         out = [Piece((e.id,), text) for e in chunks
                for text in split_pieces(e.text, self.piece_words)]
-        if facts:  # the cited graph facts together form one piece
+        out += [Piece((f.id,), f.triple.text() + ".") for f in facts]
+        if len(facts) > 1:  # a sentence may join several facts (a multi-hop path)
             out.append(Piece(tuple(f.id for f in facts),
                              ". ".join(f.triple.text() for f in facts) + "."))
         return out
 
+    def source_scores(self, text: str, ids: Sequence[str], sources: Sources
+                      ) -> dict[tuple[str, ...], float]:
+        """Best score of each source (and of the cited facts together) for `text`."""
+        pieces = self.pieces(ids, sources)
+        best: dict[tuple[str, ...], float] = {}
+        for piece, s in zip(pieces, self.checker.scores(text, [p.text for p in pieces]),
+                            strict=True):
+            if s is not None:
+                best[piece.source_ids] = max(best.get(piece.source_ids, 0.0), s)
+        return best
+
+    def check(self, text: str, cited: Sequence[str], sources: Sources) -> Verdict:
+        everything = [e.id for e in sources.evidence] + [f.id for f in sources.facts]
+        first = list(cited) or everything
+        scores = self.source_scores(text, first, sources)
+        checked = list(first)
+        if self.checker.exhaustive and max(scores.values(), default=0.0) < self.threshold:
+            rest = [i for i in everything if i not in set(first)]
+            if rest:
+                scores.update(self.source_scores(text, rest, sources))
+                checked += rest
+        if not scores:
+            return Verdict(label="unsupported", score=0.0, method=self.checker.name,
+                           checked=checked)
+        ranked = sorted(scores.items(), key=lambda kv: -kv[1])
+        score = ranked[0][1]
+        supporting: list[str] = []
+        for ids, s in ranked:
+            if s < self.threshold or len(supporting) >= self.max_citations:
+                break
+            supporting += [i for i in ids if i not in supporting]
+        label: VerdictLabel = "supported" if score >= self.threshold else "unsupported"
+        return Verdict(label=label, score=round(score, 4), evidence=supporting,
+                       method=self.checker.name, checked=checked)
+
     def verify(self, sentences: Sequence[Sentence], sources: Sources, *,
                cannot_answer: bool = False) -> list[Sentence]:
-        """Copies of `sentences` with their `verification` filled in."""
-        everything = [e.id for e in sources.evidence] + [f.id for f in sources.facts]
+        """Copies of `sentences` with their `verification` filled in and their citations
+        narrowed to the evidence that supports them."""
         out = []
         for s in sentences:
             if cannot_answer or not content_terms(s.text):
                 out.append(s.model_copy(update={"verification": Verdict(method="none")}))
                 continue
-            pieces = self.pieces(s.citations or everything, sources)
-            if not pieces:
-                verdict = Verdict(label="unsupported", score=0.0, method=self.checker.name)
-            else:
-                score, best = self.checker.support(s.text, pieces)
-                label: VerdictLabel = "supported" if score >= self.threshold \
-                    else "unsupported"
-                evidence = list(pieces[best].source_ids) if best is not None and \
-                    label == "supported" else []
-                verdict = Verdict(label=label, score=round(score, 4), evidence=evidence,
-                                  method=self.checker.name)
-            out.append(s.model_copy(update={"verification": verdict}))
+            verdict = self.check(s.text, s.citations, sources)
+            out.append(s.model_copy(update={"verification": verdict,
+                                            "citations": list(verdict.evidence)}))
         return out
 
 

@@ -26,6 +26,8 @@ class CompletionRequest:
     """One chat completion. `json_schema` constrains the output (grammar / guided decoding).
 
     `max_tokens` / `temperature` left as None take the backend's defaults (from settings).
+    `top_logprobs` > 0 asks for that many most likely tokens, with their log-probabilities,
+    at each generated position (`Completion.top_logprobs`); such requests skip the cache.
     """
 
     messages: tuple[Message, ...]
@@ -33,6 +35,7 @@ class CompletionRequest:
     max_tokens: int | None = None
     temperature: float | None = None
     seed: int = 0
+    top_logprobs: int = 0
 
     @staticmethod
     def of(
@@ -59,6 +62,10 @@ class Completion:
     completion_tokens: int = 0
     finish_reason: str = "stop"
     cached: bool = False
+    # With `CompletionRequest.top_logprobs`: the generated tokens, and at each of them the
+    # most likely tokens (text -> log-probability) before sampling.
+    tokens: tuple[str, ...] = ()
+    top_logprobs: tuple[dict[str, float], ...] = ()
 
 
 @dataclass

@@ -141,6 +141,8 @@ class CachedChatModel(ChatModelLayer):
         return self._identity[0]
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
+        if request.top_logprobs:  # the store keeps text only; log-probabilities would be lost
+            return await self.inner.acomplete(request)
         try:
             identity = await self.model_identity()
         except LLMCallError:

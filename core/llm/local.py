@@ -13,6 +13,7 @@ import asyncio
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,43 @@ class LlamaCppChatModel:
                 ) from exc
             except RuntimeError as exc:
                 raise LLMCallError(f"{self.model_name} failed: {exc}") from exc
-        return self._completion(response)
+            completion = self._completion(response)
+            if request.top_logprobs:
+                tokens, top = self._top_logprobs(llama, completion.prompt_tokens,
+                                                 request.top_logprobs)
+                completion = replace(completion, tokens=tokens, top_logprobs=top)
+        return completion
+
+    @staticmethod
+    def _top_logprobs(llama: Any, prompt_tokens: int, k: int
+                      ) -> tuple[tuple[str, ...], tuple[dict[str, float], ...]]:
+        """Top-k log-probabilities at each generated position, re-read from the model.
+
+        llama-cpp-python returns log-probabilities only for models loaded with logits_all
+        (a context x vocabulary array: gigabytes); instead the generated tokens, still in
+        the context after the call, are evaluated once more one at a time from the end of
+        the prompt (the prompt's KV cache is reused), reading the last logits each time.
+        """
+        import numpy as np
+
+        ids = [int(t) for t in llama.input_ids[: llama.n_tokens]]
+        generated = ids[prompt_tokens:]
+        if prompt_tokens < 1 or not generated:
+            return (), ()
+        llama.n_tokens = prompt_tokens - 1
+        feed = [ids[prompt_tokens - 1], *generated[:-1]]
+        tokens: list[str] = []
+        top: list[dict[str, float]] = []
+        for fed, produced in zip(feed, generated, strict=True):
+            llama.eval([fed])
+            logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama.n_vocab(),))
+            logp = logits - logits.max()
+            logp = logp - np.log(np.exp(logp).sum())
+            best = np.argsort(-logp)[:k]
+            tokens.append(llama.detokenize([produced]).decode("utf-8", errors="replace"))
+            top.append({llama.detokenize([int(t)]).decode("utf-8", errors="replace"):
+                        float(logp[t]) for t in best})
+        return tuple(tokens), tuple(top)
 
     async def amodel_identity(self) -> str:
         """The GGUF's size and header hash (core.llm.identity), for the response cache."""

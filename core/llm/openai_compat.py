@@ -96,6 +96,9 @@ class OpenAICompatChatModel:
             ),
             "seed": request.seed,
         }
+        if request.top_logprobs:
+            body["logprobs"] = True
+            body["top_logprobs"] = request.top_logprobs
         if request.json_schema is not None:
             if (mode or self.schema_mode) == "response_format":
                 body["response_format"] = {
@@ -162,12 +165,16 @@ class OpenAICompatChatModel:
                 hint="KGRAG_LLM_BASE_URL must point at an OpenAI-compatible API (ending in /v1)",
             ) from None
         usage = data.get("usage") or {}
+        content = (choice.get("logprobs") or {}).get("content") or []
         return Completion(
             text=(choice.get("message") or {}).get("content") or "",
             model=str(data.get("model") or self.model_name),
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             finish_reason=str(choice.get("finish_reason") or "stop"),
+            tokens=tuple(str(t.get("token", "")) for t in content),
+            top_logprobs=tuple({str(a.get("token", "")): float(a.get("logprob", -1e9))
+                                for a in t.get("top_logprobs") or []} for t in content),
         )
 
 

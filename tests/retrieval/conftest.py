@@ -75,6 +75,13 @@ class HandGraph:
         return found[0]
 
 
+@pytest.fixture(autouse=True)
+def _scripted_grounding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA tests script the LLM checker's verdicts (the `grounding` prompt kind); the trained
+    checker, the default, has its own tests (test_checker.py)."""
+    monkeypatch.setenv("KGRAG_GROUNDING", "llm")
+
+
 @pytest.fixture(scope="session")
 def embedder() -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder(device="cpu")

@@ -40,7 +40,9 @@ def test_tog_answer_with_paths_citations_verdicts_and_cost(hand_graph: HandGraph
     assert [p.text() for p in a.paths] == ["Marie Curie married Pierre Curie"]
     assert a.facts[0].marker == "T1" and a.facts[0].triple.object == "Pierre Curie"
     assert a.evidence[0].id == hand_graph.chunk_ids["married"]
-    assert a.sentences[0].citations == [a.evidence[0].id, a.facts[0].id]
+    # The LLM checker stops at the first source that supports the sentence: the chunk.
+    assert a.sentences[0].citations == [a.evidence[0].id]
+    assert a.sentences[0].verification.checked == [a.evidence[0].id, a.facts[0].id]
     assert a.sentences[0].verification.label == "supported"
     assert a.diagnosis == "ok" and [r.action for r in a.rounds] == ["answer"]
     assert a.steps and a.steps[0].kept[0].name == "Pierre Curie"

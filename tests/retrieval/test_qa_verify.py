@@ -46,11 +46,14 @@ def test_embedding_checker_marks_the_unsupported_sentence(
         cite("Marie Curie was born in Berlin in 1901.", BIO.chunk.id),
         cite("Marie Curie married Pierre Curie.", RIVER.chunk.id),  # cites the wrong chunk
     ], SOURCES)
-    assert [s.verification.label for s in out] == ["supported", "unsupported", "unsupported"]
-    assert out[0].verification.evidence == [BIO.chunk.id]
+    assert [s.verification.label for s in out] == ["supported", "unsupported", "supported"]
+    assert out[0].verification.evidence == [BIO.chunk.id] == out[0].citations
     assert out[0].verification.score is not None and out[1].verification.score is not None
     assert out[0].verification.score > out[1].verification.score
-    assert out[0].citations == [BIO.chunk.id]  # verification never rewrites citations
+    assert out[1].citations == []  # nothing supports it: it cites nothing
+    # The wrong citation is replaced by the chunk of the context that supports the sentence.
+    assert out[2].citations == [BIO.chunk.id]
+    assert out[2].verification.checked == [RIVER.chunk.id, BIO.chunk.id, FACT.id]
 
 
 def test_llm_checker_asks_per_sentence_and_marks_the_unsupported_one() -> None:

