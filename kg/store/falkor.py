@@ -1,7 +1,8 @@
 """`FalkorGraphStore`: the knowledge graph in FalkorDB, through the native `falkordb` client.
 
 Writes go through `GRAPH.QUERY`, every read (kgrag's own and the user's console) through
-`GRAPH.RO_QUERY`, which the engine refuses to run when the query would write.
+`GRAPH.RO_QUERY`, which the engine refuses to run when the query would write. Writes that
+belong together (a delete's statements) go in one Redis MULTI/EXEC: all of them or none.
 
     >>> store = FalkorGraphStore("127.0.0.1", 6379, graph_name="kgrag")   # doctest: +SKIP
     >>> store.ensure_schema()                                             # doctest: +SKIP
@@ -11,20 +12,24 @@ Writes go through `GRAPH.QUERY`, every read (kgrag's own and the user's console)
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import redis
 from falkordb import Edge, FalkorDB, Node, Path
+from falkordb.query_result import QueryResult as FalkorResult
 
 from core.errors import QueryError, ReadOnlyViolation, ServiceError
 from core.protocols import QueryResult
 from core.settings import Settings
 from kg.store import cypher as queries
-from kg.store.base import CypherGraphStore, Row
+from kg.store.base import CypherGraphStore, Row, Runner
+from kg.store.read_only import find_write_clause
 
 _READ_ONLY_REFUSAL = "to be executed only on read-only queries"
 _NO_GRAPH = "empty key"
+T = TypeVar("T")
 
 
 class FalkorGraphStore(CypherGraphStore):
@@ -89,6 +94,41 @@ class FalkorGraphStore(CypherGraphStore):
                 return []  # the graph key does not exist yet: nothing written
             raise QueryError(f"FalkorDB refused a kgrag query: {exc}") from exc
         return _rows(result.header, result.result_set)
+
+    def _write_unit(self, work: Callable[[Runner], T]) -> T:
+        """Run the statements of `work` as one unit: its writes all land, or none does.
+
+        FalkorDB has no multi-statement transactions, but Redis runs a MULTI/EXEC block
+        whole, with no other client's command in between, and finishes it once sent even if
+        this process dies then. So `work` runs twice: first its reads run and its writes
+        are only recorded; the writes go in one MULTI/EXEC; then `work` runs again over the
+        recorded answers to build its result. That fits work whose writes depend on its
+        reads, not on other writes' results (a delete, NEXT relinking).
+        """
+        plan = _PlannedUnit(self._read)
+        work(plan.record)
+        return plan.replay(work, self._exec_atomically(plan.writes))
+
+    def _exec_atomically(self, writes: list[tuple[str, dict[str, Any]]]) -> list[list[Row]]:
+        """The write statements in one MULTI/EXEC; their rows, in order."""
+        if not writes:
+            return []
+        pipe = self._db.connection.pipeline(transaction=True)
+        for query, params in writes:
+            # The client's own parameter encoding, as `Graph.query` uses it.
+            text = self._graph._build_params_header(params or None) + query
+            pipe.execute_command("GRAPH.QUERY", self.graph_name, text, "--compact")
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except redis.ConnectionError as exc:
+            raise _unreachable(self.host, self.port, exc) from None
+        rows = []
+        for reply in replies:
+            if isinstance(reply, Exception):  # the others of the block did land
+                raise QueryError(f"FalkorDB refused a kgrag statement: {reply}") from reply
+            result = FalkorResult(self._graph, reply)
+            rows.append(_rows(result.header, result.result_set))
+        return rows
 
     def _run_read_only(
         self, query: str, params: dict[str, Any], limit: int, timeout_s: float
@@ -159,6 +199,46 @@ class FalkorGraphStore(CypherGraphStore):
 
     def close(self) -> None:
         self._db.close()
+
+
+@dataclass
+class _PlannedUnit:
+    """The statements a unit of work asks for: reads answered at once (`answers`), writes
+    recorded (answer None until the MULTI/EXEC has run), in the order asked."""
+
+    read: Callable[[str, dict[str, Any]], list[Row]]
+    statements: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    answers: list[list[Row] | None] = field(default_factory=list)
+
+    @property
+    def writes(self) -> list[tuple[str, dict[str, Any]]]:
+        return [st for st, rows in zip(self.statements, self.answers, strict=True)
+                if rows is None]
+
+    def record(self, query: str, params: dict[str, Any]) -> list[Row]:
+        rows = self.read(query, params) if find_write_clause(query) is None else None
+        self.statements.append((query, dict(params)))
+        self.answers.append(rows)
+        return rows or []
+
+    def replay(self, work: Callable[[Runner], T], write_rows: list[list[Row]]) -> T:
+        """`work` once more, each statement answered from the plan; a statement the plan
+        does not have next means the work did not fit one unit: a bug, refused."""
+        written = iter(write_rows)
+        steps = iter([(st, rows if rows is not None else next(written))
+                      for st, rows in zip(self.statements, self.answers, strict=True)])
+
+        def run(query: str, params: dict[str, Any]) -> list[Row]:
+            planned, rows = next(steps, (None, []))
+            if planned != (query, dict(params)):
+                raise RuntimeError(f"a write unit asked for other statements when replayed: "
+                                   f"{query[:80]!r}")
+            return rows
+
+        result = work(run)
+        if next(steps, None) is not None:
+            raise RuntimeError("a write unit asked for fewer statements when replayed")
+        return result
 
 
 # --------------------------------------------------------------------------- values
