@@ -9,6 +9,7 @@ import typer
 from app import cli_ask, cli_distill, cli_graph, cli_ingest, cli_schedule, cli_services
 from app.cli_verify import verify as verify_claims
 from app.console import fail, out, print_json
+from app.lifecycle import exit_on_termination
 from core.errors import KgragError
 from core.settings import Settings, get_settings
 
@@ -93,9 +94,8 @@ def ui(
     open_browser: bool = typer.Option(False, "--open", help="Open a browser tab."),
 ) -> None:
     """Start the Streamlit app on 127.0.0.1 (Ask, Graph explorer, Cypher, Ingest, Evaluation)."""
-    import subprocess
-
     from app import ui_server
+    from app.lifecycle import run_foreground
 
     if detach:
         url = ui_server.start_detached(get_settings(), port)
@@ -103,11 +103,15 @@ def ui(
         return
     ui_server.check_port(port)
     out.print(f"kgrag UI on [bold]http://127.0.0.1:{port}[/] (Ctrl-C stops it)")
-    raise typer.Exit(subprocess.call(ui_server.command(port, headless=not open_browser)))
+    # Streamlit stops with this process, even when it is killed (app.lifecycle).
+    raise typer.Exit(run_foreground(ui_server.command(port, headless=not open_browser)))
 
 
 def main() -> None:
     """Console entry point: user errors print a message and a fix, never a traceback."""
+    # SIGTERM unwinds like Ctrl-C, so what kgrag started (Prefect's ephemeral API
+    # server, the writer lock) is stopped and released on the way out.
+    exit_on_termination()
     try:
         app()
     except KgragError as exc:
