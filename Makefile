@@ -7,6 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DATA    := data
 MODEL   := $(DATA)/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+CHECKER := $(DATA)/models/grounding-checker/checker.json
 
 export KGRAG_DATA_DIR ?= $(CURDIR)/$(DATA)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -33,7 +34,11 @@ $(STAMP): pyproject.toml
 $(MODEL): | $(STAMP)
 	$(BIN)/python -m core.model_files --variant 0.5b
 
-setup: $(STAMP) $(MODEL)
+# The grounding checker is trained here, once (~10 min on 2 CPU cores; resumes if cut off).
+$(CHECKER): | $(STAMP)
+	$(BIN)/kgrag models train-checker
+
+setup: $(STAMP) $(MODEL) $(CHECKER)
 
 # Debian packages the tests use: chromium (UI tests drive it; never a downloaded browser),
 # docker-compose (validates infra/docker-compose.yml offline; no Docker engine needed), and

@@ -60,6 +60,8 @@ def print_answer(answer: Answer) -> None:
         cites = "".join(f"[{mark[c]}]" for c in s.citations if c in mark)
         v = s.verification
         score = f" {v.score:.2f}" if v.score is not None else ""
+        if v.label == "unsupported" and not cites:
+            cites = "(no supporting evidence)"
         out.print(f"{escape(s.text)} [cyan]{escape(cites)}[/]  {_MARK[v.label]}{score}")
     if answer.evidence or answer.facts:
         out.print("\n[bold]Sources[/]")
@@ -84,7 +86,9 @@ def print_answer(answer: Answer) -> None:
             out.print(f"  {i}. {escape(path_line(p))} [dim](score {p.score:.2f})[/]")
     rounds = ", ".join(f"{r.action}: {r.diagnosis}" for r in answer.rounds)
     if rounds:
-        out.print(f"\n[bold]Verification[/]: support {answer.support:.0%}; "
+        weakest = (f", weakest sentence {answer.grounding:.2f}"
+                   if answer.grounding is not None else "")
+        out.print(f"\n[bold]Verification[/]: support {answer.support:.0%}{weakest}; "
                   f"diagnosis {answer.diagnosis} ({escape(rounds)})")
     c = answer.cost
     out.print(f"[bold]Cost[/]: {c.llm_calls} LLM calls ({c.cached_calls} cached), "

@@ -53,6 +53,8 @@ def sentence_line(s: Sentence, markers: dict[str, str]) -> str:
     cites = "".join(f"[{markers[c]}]" for c in s.citations if c in markers)
     v = s.verification
     score = f" {v.score:.2f}" if v.score is not None else ""
+    if v.label == "unsupported" and not cites:
+        cites = "(no supporting evidence)"
     return f"{s.text} **{cites}** {BADGES.get(v.label, v.label)}{score}"
 
 

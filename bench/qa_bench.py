@@ -149,7 +149,7 @@ MODES: dict[str, dict[str, Any]] = {
     "chunk RAG + SuRe": {"mode": "rag", "grounding": "off", "verify_max_rounds": 0,
                          "answer_method": "sure"},
     "ToG": {"mode": "tog", "grounding": "off", "verify_max_rounds": 0},
-    "ToG + verifiers": {"mode": "tog", "grounding": "llm", "verify_max_rounds": 1},
+    "ToG + verifiers": {"mode": "tog", "grounding": "trained", "verify_max_rounds": 1},
 }
 
 
@@ -197,6 +197,9 @@ def run_qa(records: list[dict[str, str]], sample: list[int], gold: dict[int, lis
                 said = answer.short_answer or answer.answer
                 gold_docs = {document_id(k) for k in gold[i]}
                 found = {e.doc_id for e in answer.evidence}
+                doc_of = {e.id: e.doc_id for e in answer.evidence}
+                checked = [s for s in answer.sentences if s.verification.label != "unverified"]
+                cited = [c for s in checked for c in s.citations if c in doc_of]
                 rows.append({
                     "index": i, "question": r["question"], "gold": r["right_answer"],
                     "answer": answer.answer, "short_answer": answer.short_answer,
@@ -205,6 +208,14 @@ def run_qa(records: list[dict[str, str]], sample: list[int], gold: dict[int, lis
                     "f1": f1(said, r["right_answer"]),
                     "contains": contains(said, r["right_answer"]),
                     "support_recall": len(gold_docs & found) / len(gold_docs),
+                    # Citations (narrowed by the verifier to the evidence that supports each
+                    # sentence): precision = share of cited chunks from the question's gold
+                    # paragraphs (independent of the checker); recall = share of checked
+                    # sentences citing at least one source.
+                    "citation_precision": (sum(doc_of[c] in gold_docs for c in cited)
+                                           / len(cited)) if cited else None,
+                    "citation_recall": (sum(bool(s.citations) for s in checked)
+                                        / len(checked)) if checked else None,
                     "evidence": len(answer.evidence), "paths": len(answer.paths),
                     "cannot_answer": answer.cannot_answer, "support": answer.support,
                     "diagnosis": answer.diagnosis, "rounds": len(answer.rounds),
@@ -221,8 +232,12 @@ def run_qa(records: list[dict[str, str]], sample: list[int], gold: dict[int, lis
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
     keys = ("em", "f1", "contains", "support_recall", "llm_calls", "seconds")
-    return {k: round(sum(r[k] for r in rows) / max(1, len(rows)), 4) for k in keys} | {
+    out = {k: round(sum(r[k] for r in rows) / max(1, len(rows)), 4) for k in keys} | {
         "cannot_answer": round(sum(r["cannot_answer"] for r in rows) / max(1, len(rows)), 4)}
+    for k in ("citation_precision", "citation_recall"):  # over answers that have them
+        values = [r[k] for r in rows if r.get(k) is not None]
+        out[k] = round(sum(values) / len(values), 4) if values else None
+    return out
 
 
 def claim(record: dict[str, str], answer: str) -> str:
@@ -234,7 +249,7 @@ def run_auroc(records: list[dict[str, str]], pairs: list[int], llm_pairs: int,
     """Support scores of right vs hallucinated answers against the knowledge."""
     from core.settings import get_settings
     from flows.components import Components
-    from retrieval.verify import EmbeddingGroundingChecker, LLMGroundingChecker, Piece
+    from retrieval.verify import EmbeddingGroundingChecker, LLMGroundingChecker, best_support
 
     c = Components.from_settings(get_settings().model_copy(update={"llm_cache": False}))
     out: dict[str, Any] = {}
@@ -249,9 +264,8 @@ def run_auroc(records: list[dict[str, str]], pairs: list[int], llm_pairs: int,
         start = time.perf_counter()
         for n, i in enumerate(ids, 1):
             r = records[i]
-            piece = [Piece(("knowledge",), r["knowledge"])]
             for answer, label in ((r["right_answer"], 1), (r["hallucinated_answer"], 0)):
-                score, _ = checker.support(claim(r, answer), piece)
+                score, _ = best_support(checker, claim(r, answer), [r["knowledge"]])
                 scores.append(score)
                 labels.append(label)
             if n % 25 == 0 or name == "llm":
@@ -266,11 +280,13 @@ def run_auroc(records: list[dict[str, str]], pairs: list[int], llm_pairs: int,
 
 
 def table(qa: dict[str, Any], ver: dict[str, Any]) -> str:
-    lines = ["| mode | EM | F1 | contains | support recall | refusals | LLM calls/q | s/q |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| mode | EM | F1 | contains | support recall | refusals | citation P / R | "
+             "LLM calls/q | s/q |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in qa.items():
+        cp, cr = r.get("citation_precision"), r.get("citation_recall")
+        cites = f"{cp:.3f} / {cr:.3f}" if cp is not None and cr is not None else "-"
         lines.append(f"| {name} | {r['em']:.3f} | {r['f1']:.3f} | {r['contains']:.3f} | "
-                     f"{r['support_recall']:.3f} | {r['cannot_answer']:.3f} | "
+                     f"{r['support_recall']:.3f} | {r['cannot_answer']:.3f} | {cites} | "
                      f"{r['llm_calls']:.1f} | {r['seconds']:.1f} |")
     lines += ["", "| grounding checker | pairs | AUROC | s/claim |", "|---|---:|---:|---:|"]
     for name, r in ver.items():
