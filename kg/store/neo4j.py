@@ -75,6 +75,7 @@ class Neo4jGraphStore(CypherGraphStore):
             )
         self.uri, self.database = uri, database
         self._escape_strings = False
+        self._quiet_sessions = False
         try:
             self._driver = neo4j.GraphDatabase.driver(
                 uri,
@@ -132,13 +133,20 @@ class Neo4jGraphStore(CypherGraphStore):
             self._escape_strings = True
             self.dialect = queries.FALKOR_OVER_BOLT
             self.supports_constraints = False
+        else:
+            self._quiet_sessions = True
 
     # ------------------------------------------------------------------ transport
 
     def _encode(self, params: dict[str, Any]) -> dict[str, Any]:
         return _escape_strings(params) if self._escape_strings else params
 
-    def _session(self) -> neo4j.Session:
+    def _session(self, *, console: bool = False) -> neo4j.Session:
+        if self._quiet_sessions and not console:
+            # Notifications such as "property key does not exist" (any read of an empty
+            # graph) are not for kgrag's users. FalkorDB's listener cannot filter them.
+            return self._driver.session(database=self.database,
+                                        notifications_min_severity="OFF")
         return self._driver.session(database=self.database)
 
     def _write(self, query: str, params: dict[str, Any]) -> list[Row]:
@@ -191,7 +199,7 @@ class Neo4jGraphStore(CypherGraphStore):
             return QueryResult(columns=columns, rows=rows, truncated=False)
 
         try:
-            with self._session() as session:
+            with self._session(console=True) as session:
                 return session.execute_read(in_tx)
         except (neo4j_errors.ServiceUnavailable, neo4j_errors.SessionExpired) as exc:
             raise self._unreachable(exc) from None
