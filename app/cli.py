@@ -6,7 +6,15 @@ import sys
 
 import typer
 
-from app import cli_ask, cli_distill, cli_graph, cli_ingest, cli_schedule, cli_services
+from app import (
+    cli_ask,
+    cli_distill,
+    cli_graph,
+    cli_ingest,
+    cli_schedule,
+    cli_search,
+    cli_services,
+)
 from app.cli_verify import verify as verify_claims
 from app.console import fail, out, print_json
 from app.lifecycle import exit_on_termination
@@ -27,6 +35,7 @@ app.add_typer(cli_graph.graph, name="graph")
 app.command("ingest")(cli_ingest.ingest)
 app.command("delete")(cli_ingest.delete)
 app.command("cypher")(cli_graph.cypher)
+app.command("search")(cli_search.search)
 app.command("ask")(cli_ask.ask)
 app.command("verify")(verify_claims)
 app.add_typer(cli_schedule.schedule, name="schedule")

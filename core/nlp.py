@@ -45,6 +45,7 @@ ENTITY_LABELS = frozenset({
 })
 
 _WINDOW_CUT = re.compile(r"\s+")
+_CJK_END = re.compile("[\u3002\uff01\uff1f]+[\"'\u201d\u2019\u300d\u300f)]*\\s*")
 #: Names longer than this are NER noise (a clause tagged as a work of art).
 MAX_NAME_WORDS = 8
 _LEADING = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
@@ -58,6 +59,9 @@ def mention_name(m: EntityMention) -> str:
     name = _TRAILING.sub("", _LEADING.sub("", name)).strip(" ,.;:-\"'()[]")
     if not any(ch.isalnum() for ch in name) or len(name.split()) > MAX_NAME_WORDS:
         return ""
+    if not name.isprintable() or sum(ch.isalnum() or ch in " -.'&" for ch in name) < \
+            0.8 * len(name):
+        return ""  # binary junk or symbol soup, not a name
     return name
 
 
@@ -108,8 +112,17 @@ class SpacyTextAnalyser:
         spans = self.analyse_sentences([text])[0]
         if not spans:
             return [text]
-        cuts = [0, *(start for start, _ in spans[1:]), len(text)]
-        return [text[a:b] for a, b in itertools.pairwise(cuts) if b > a]
+        cuts = {0, len(text), *(start for start, _ in spans[1:])}
+        # An English pipeline does not end sentences at CJK full stops; they always do.
+        cuts |= {m.end() for m in _CJK_END.finditer(text) if m.end() < len(text)}
+        pieces: list[str] = []
+        for a, b in itertools.pairwise(sorted(cuts)):
+            piece = text[a:b]
+            if pieces and not any(ch.isalnum() for ch in piece):
+                pieces[-1] += piece  # a lone "." or "。" belongs to the sentence before
+            elif piece:
+                pieces.append(piece)
+        return pieces
 
     def analyse_sentences(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
         """Sentence spans only (the NER component is skipped: about twice as fast)."""

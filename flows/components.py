@@ -116,7 +116,24 @@ class Components:
             PageRankSettings(damping=s.ppr_damping, passage_weight=s.ppr_passage_weight,
                              dense_seeds=s.ppr_dense_seeds,
                              link_threshold=s.ppr_link_threshold,
-                             hub_exponent=s.ppr_hub_exponent))
+                             link_candidates=s.ppr_link_candidates,
+                             hub_exponent=s.ppr_hub_exponent),
+            lexical=self.retriever("bm25") if s.ppr_passage_seeds == "hybrid" else None)
+
+    def reload_changed_indexes(self) -> list[str]:
+        """For long-lived readers (the UI): forget the opened indexes another process has
+        saved a newer generation of since, and what was built on them (retrievers), so
+        their next use loads the new one. A reader keeps the old generation until the
+        new one is complete (its `meta.json` is written last). Returns the names dropped."""
+        cache: dict[str, FaissVectorIndex] = self.__dict__.get("_indexes", {})
+        stale = [name for name, index in cache.items()
+                 if not index.unsaved and index.saved_generation() != index.generation]
+        if stale:
+            for name in stale:
+                cache.pop(name, None)
+            for built_on_them in ("_retrievers", "pagerank", "_qa_pipeline"):  # flows.qa
+                self.__dict__.pop(built_on_them, None)
+        return stale
 
     def save_indexes(self) -> None:
         """Save every opened index with unsaved changes."""

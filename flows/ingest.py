@@ -40,7 +40,12 @@ from ingest.config import IngestConfig
 
 def ingest_config(settings: Settings, text_field: str = "text", id_field: str = "id",
                   title_field: str = "title") -> IngestConfig:
+    off: dict[str, Any] = {} if settings.quality_filter else {
+        "max_symbol_word_ratio": 1.0, "min_alpha_word_fraction": 0.0,
+        "min_punctuated_line_fraction": 0.0, "max_duplicate_line_fraction": 1.0,
+        "max_duplicate_line_char_fraction": 1.0}
     return IngestConfig(
+        **off,
         max_file_bytes=int(settings.max_file_mb * 1024 * 1024),
         text_field=text_field, id_field=id_field, title_field=title_field,
         min_words=settings.min_words,

@@ -34,7 +34,8 @@ def build_pipeline(c: Components) -> QuestionAnsweringPipeline:
     """The question-answering pipeline over the configured graph, indexes and models."""
     return QuestionAnsweringPipeline.from_parts(
         c.settings, c.graph, c.embedder, c.llm, c.index(CHUNK_INDEX), c.index(ENTITY_INDEX),
-        checker_llm=checker_model(c))
+        checker_llm=checker_model(c), retriever=c.retriever(),
+        pagerank=c.pagerank if c.settings.retriever == "ppr" else None)
 
 
 def answer_question(question: str, mode: str | None = None,

@@ -1,6 +1,7 @@
-"""Single-step retrieval: the question's nearest chunks in the chunk vector index.
-
-Also the fallback of Think-on-Graph when no entity links or the search dead-ends.
+"""Single-step retrieval: the question's top chunks by the configured passage retriever
+(`retrieval.passages`: dense, BM25, hybrid or PageRank), the dense chunk index when none
+is given. Also the fallback of Think-on-Graph when no entity links or the search
+dead-ends.
 
     >>> retriever = ChunkRetriever(graph, chunk_index, embedder)     # doctest: +SKIP
     >>> [round(c.score, 2) for c in retriever.retrieve("Where was Marie Curie born?", k=2)]
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from core.models import Chunk
 from core.protocols import Embedder, GraphStore, VectorIndex
+from retrieval.passages import DenseRetriever, PassageHit, PassageRetriever
 
 
 @dataclass(frozen=True)
@@ -22,27 +24,32 @@ class ScoredChunk:
 
     chunk: Chunk
     score: float
-    source: str  # "vector" | "graph-path" | "graph-mention"
+    #: "vector" (dense), "bm25", "hybrid", "ppr", "graph-path", "graph-entity",
+    #: "graph-mention"
+    source: str
 
 
 class ChunkRetriever:
-    """Top-k chunks by cosine between the question and chunk embeddings."""
+    """Top-k chunks by the passage retriever (default: cosine to the chunk embeddings)."""
 
     def __init__(self, graph: GraphStore, chunk_index: VectorIndex, embedder: Embedder,
-                 top_k: int = 4) -> None:
+                 top_k: int = 4, retriever: PassageRetriever | None = None) -> None:
         self.graph = graph
         self.chunk_index = chunk_index
         self.embedder = embedder
         self.top_k = top_k
+        self.retriever = retriever or DenseRetriever(chunk_index, embedder)
 
     def retrieve(self, question: str, k: int | None = None) -> list[ScoredChunk]:
         k = k or self.top_k
-        if not len(self.chunk_index):
-            return []
-        hits = self.chunk_index.search(self.embedder.embed([question]), k)[0]
-        chunks = {c.id: c for c in self.graph.get_chunks([h.id for h in hits])}
-        return [ScoredChunk(chunks[h.id], float(h.score), "vector")
-                for h in hits if h.id in chunks]
+        return self.chunks(self.retriever.search(question, k).hits[:k])
+
+    def chunks(self, hits: list[PassageHit]) -> list[ScoredChunk]:
+        """The chunks of ranked hits, in order (ids the graph lacks are left out)."""
+        source = "vector" if self.retriever.name == "dense" else self.retriever.name
+        chunks = {c.id: c for c in self.graph.get_chunks([h.chunk_id for h in hits])}
+        return [ScoredChunk(chunks[h.chunk_id], float(h.score), source)
+                for h in hits if h.chunk_id in chunks]
 
     def similarity(self, question: str, texts: Sequence[str]) -> list[float]:
         """Cosine of the question to each text (to rank chunks other stages found)."""

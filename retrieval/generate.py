@@ -152,11 +152,40 @@ def parse_sentences(items: Sequence[Any], sources: Sources) -> list[Sentence]:
         text = str(item.get("text", "")).strip()
         cited = item.get("citations") or []
         listed = sources.resolve(cited if isinstance(cited, list) else [cited])
-        for part in split_sentences(text) or ([text] if text else []):
-            inline = sources.resolve(_MARKER.findall(part))
-            clean = " ".join(_MARKER.sub("", part).split()).replace(" .", ".")
+        for clean, markers in split_cited(text):
+            inline = sources.resolve(markers)
             if clean:
                 out.append(Sentence(text=clean, citations=list(dict.fromkeys(inline + listed))))
+    return out
+
+
+def split_cited(text: str) -> list[tuple[str, list[str]]]:
+    """Sentences of a text with inline [n] markers, each with its markers: the markers are
+    taken out before splitting (a splitter may cut inside "[1].") and go to the sentence
+    they stood in ("Warsaw [1]. She ..." -> ("... Warsaw.", ["1"]), ("She ...", []))."""
+    clean_parts: list[str] = []
+    at: list[tuple[int, str]] = []  # (offset in the clean text, marker)
+    pos = 0
+    length = 0
+    for m in _MARKER.finditer(text):
+        piece = text[pos:m.start()]
+        clean_parts.append(piece)
+        length += len(piece)
+        at.append((max(0, length - 1), m.group(1)))
+        pos = m.end()
+    clean_parts.append(text[pos:])
+    clean = "".join(clean_parts)
+    out: list[tuple[str, list[str]]] = []
+    start = 0
+    for sentence in split_sentences(clean, keep_whitespace=True) or [clean]:
+        end = start + len(sentence)
+        markers = [mk for off, mk in at if start <= off < end]
+        words = " ".join(sentence.split()).replace(" .", ".").replace(" ,", ",")
+        if words:
+            out.append((words, markers))
+        elif out and markers:
+            out[-1][1].extend(markers)
+        start = end
     return out
 
 

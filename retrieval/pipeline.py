@@ -1,6 +1,7 @@
 """Question answering end to end:
 
-    link topic entities -> route (direct | chunk RAG | Think-on-Graph) -> retrieve
+    Personalized PageRank of the question (no LLM call; its seeds are the topic entities)
+    -> route (direct | chunk RAG | Think-on-Graph) -> retrieve
     -> answer with sentence citations -> verify each sentence -> diagnose (KALMV)
     -> at most N rectify rounds (re-retrieve wider, or regenerate) -> `Answer`
 
@@ -31,15 +32,19 @@ from core.answer import (
     Round,
     SearchStep,
     Sentence,
+    Triple,
 )
 from core.errors import KgragError, LLMOutputError
 from core.llm.base import ChatModel, Usage
+from core.models import Entity
 from core.protocols import Embedder, GraphStore, VectorIndex
 from core.settings import Settings
 from retrieval.checker import make_checker
 from retrieval.chunk_rag import ChunkRetriever, ScoredChunk
 from retrieval.generate import AnswerGenerator, Generated, Sources
 from retrieval.linking import EntityLinker, LinkedEntity
+from retrieval.passages import PassageRetriever
+from retrieval.ppr import PageRank, PageRankRetriever
 from retrieval.pruning import make_scorer
 from retrieval.router import HeuristicRouter, LLMRouter, QueryRouter, Route
 from retrieval.sure import SuReGenerator
@@ -48,6 +53,7 @@ from retrieval.tog import (
     LLMSufficiency,
     SufficiencyCheck,
     ThinkOnGraphReasoner,
+    is_passage_hop,
     unique_triples,
 )
 from retrieval.verify import Diagnoser, Diagnosis, GroundingVerifier
@@ -66,6 +72,10 @@ class Retrieved:
     paths: list[ReasoningPath] = field(default_factory=list)
     steps: list[SearchStep] = field(default_factory=list)
     note: str = ""
+
+    def facts(self) -> list[Triple]:
+        """The extracted facts on the paths (passage hops are not facts)."""
+        return [t for t in unique_triples(self.paths) if not is_passage_hop(t)]
 
 
 @dataclass
@@ -97,6 +107,7 @@ class QuestionAnsweringPipeline:
         verifier: GroundingVerifier | None,
         diagnoser: Diagnoser,
         usage_sources: Sequence[ChatModel] = (),
+        pagerank: PageRankRetriever | None = None,
         rag_top_k: int = 4,
         tog_chunks: int = 4,
         max_rounds: int = 1,
@@ -110,6 +121,7 @@ class QuestionAnsweringPipeline:
         self.verifier = verifier
         self.diagnoser = diagnoser
         self.usage_sources = list(dict.fromkeys(usage_sources))
+        self.pagerank = pagerank
         self.rag_top_k = rag_top_k
         self.tog_chunks = tog_chunks
         self.max_rounds = max_rounds
@@ -125,10 +137,15 @@ class QuestionAnsweringPipeline:
         chunk_index: VectorIndex,
         entity_index: VectorIndex | None = None,
         checker_llm: ChatModel | None = None,
+        retriever: PassageRetriever | None = None,
+        pagerank: PageRankRetriever | None = None,
     ) -> QuestionAnsweringPipeline:
         """The pipeline the settings describe, on the given stores and models.
 
         `checker_llm` is a dedicated grounding checker (MiniCheck on vLLM); default `llm`.
+        `retriever` ranks chunk RAG's passages (default dense); `pagerank` links the topic
+        entities and ranks what Think-on-Graph explores (default: name/vector linking and
+        no PageRank).
         """
         s = settings
         scorer = make_scorer(s.tog_pruning, embedder, llm)
@@ -139,7 +156,9 @@ class QuestionAnsweringPipeline:
             linker=EntityLinker(graph, entity_index, embedder, threshold=s.link_threshold,
                                 max_entities=s.link_max_entities),
             router=LLMRouter(llm) if s.qa_router == "llm" else HeuristicRouter(),
-            chunk_retriever=ChunkRetriever(graph, chunk_index, embedder, s.rag_top_k),
+            chunk_retriever=ChunkRetriever(graph, chunk_index, embedder, s.rag_top_k,
+                                           retriever),
+            pagerank=pagerank,
             reasoner=ThinkOnGraphReasoner(
                 graph, scorer, sufficiency=sufficiency, width=s.tog_width, depth=s.tog_depth,
                 entities_per_relation=s.tog_entities_per_relation, chunks=s.tog_chunks),
@@ -163,7 +182,7 @@ class QuestionAnsweringPipeline:
         if not question:
             raise KgragError("the question is empty", hint='ask something: kgrag ask "..."')
         started, usage_before = time.perf_counter(), self.usage()
-        linked, route = self.plan(question, mode)
+        linked, route, rank = self.plan(question, mode)
         answer = Answer(question=question, mode=route.mode, route=route.reason,
                         topic_entities=[LinkedEntityRecord(span=e.span, id=e.entity.id,
                                                            name=e.entity.name,
@@ -178,30 +197,46 @@ class QuestionAnsweringPipeline:
             answer.sentences = generated.sentences
             answer.answer = generated.text
         else:
-            self.answer_from_evidence(answer, question, route.mode, linked)
+            self.answer_from_evidence(answer, question, route.mode, linked, rank)
         answer.cost = self.cost(usage_before, time.perf_counter() - started)
         return answer
 
     def plan(self, question: str, mode: AskMode | None = None
-             ) -> tuple[list[LinkedEntity], Route]:
-        """The topic entities and the route: the caller's mode, or the router's choice."""
+             ) -> tuple[list[LinkedEntity], Route, PageRank | None]:
+        """The topic entities, the route (the caller's mode, or the router's choice) and,
+        with a PageRank retriever, the question's PageRank, whose seeds are the topic
+        entities (the name/vector linker when it links none)."""
         requested = mode or self.default_mode
-        linked = self.linker.link(question) if requested in ("auto", "tog") else []
+        rank = None
+        if self.pagerank is not None and requested in ("auto", "tog", "rag"):
+            rank = self.pagerank.rank(question, self.rag_top_k * (2 + self.max_rounds))
+        linked: list[LinkedEntity] = []
+        if requested in ("auto", "tog"):
+            linked = self.seed_topics(rank) or self.linker.link(question)
         if requested == "auto":
-            return linked, self.router.route(question, linked)
-        return linked, Route(cast(Mode, requested), "chosen by the caller")
+            return linked, self.router.route(question, linked), rank
+        return linked, Route(cast(Mode, requested), "chosen by the caller"), rank
+
+    def seed_topics(self, rank: PageRank | None) -> list[LinkedEntity]:
+        """PageRank's linked seeds as topic entities, the most specific first."""
+        if rank is None:
+            return []
+        seeds = [s for s in rank.search.seeds if s.via != "fact"]
+        return [LinkedEntity(Entity(id=s.id, name=s.name), s.span, round(s.similarity, 4),
+                             s.via) for s in seeds[: self.linker.max_entities]]
 
     def evidence(self, question: str, mode: AskMode | None = None) -> Retrieved:
         """Retrieval only, no generation (for other frameworks' retrievers)."""
-        linked, route = self.plan(" ".join(question.split()), mode)
+        linked, route, rank = self.plan(" ".join(question.split()), mode)
         if route.mode == "direct":
             return Retrieved(note=f"no retrieval: {route.reason}")
-        return self.retrieve(question, route.mode, linked)
+        return self.retrieve(question, route.mode, linked, rank=rank)
 
     def answer_from_evidence(self, answer: Answer, question: str, mode: Mode,
-                             linked: Sequence[LinkedEntity]) -> None:
+                             linked: Sequence[LinkedEntity], rank: PageRank | None = None
+                             ) -> None:
         level = 0
-        attempt = self.attempt(question, self.retrieve(question, mode, linked, level))
+        attempt = self.attempt(question, self.retrieve(question, mode, linked, level, rank))
         answer.rounds.append(self.round(0, "answer", attempt))
         best = attempt
         for i in range(1, self.max_rounds + 1):
@@ -211,7 +246,8 @@ class QuestionAnsweringPipeline:
             regenerated = answer.rounds[-1].action == "regenerate"
             if label == "retrieval_error" or regenerated:  # a second rewrite rarely helps
                 level += 1
-                attempt = self.attempt(question, self.retrieve(question, mode, linked, level))
+                attempt = self.attempt(question,
+                                       self.retrieve(question, mode, linked, level, rank))
                 answer.rounds.append(self.round(i, "re-retrieve", attempt))
             else:
                 attempt = self.attempt(question, attempt.retrieved, strict=True)
@@ -225,14 +261,13 @@ class QuestionAnsweringPipeline:
         answer.cannot_answer = best.generated.cannot_answer
         answer.evidence = best.sources.evidence
         answer.facts = best.sources.facts
-        answer.paths = best.retrieved.paths
+        answer.paths = used_paths(best.retrieved.paths, best.sentences)
         answer.steps = best.retrieved.steps
         answer.diagnosis = best.diagnosis.label
 
     def attempt(self, question: str, retrieved: Retrieved, *, strict: bool = False
                 ) -> Attempt:
-        sources = Sources.number(retrieved.chunks,
-                                 unique_triples(retrieved.paths)[:MAX_FACTS])
+        sources = Sources.number(retrieved.chunks, retrieved.facts()[:MAX_FACTS])
         try:
             generated = self.generator.generate(question, sources, strict=strict)
         except LLMOutputError as exc:
@@ -258,27 +293,43 @@ class QuestionAnsweringPipeline:
     # ------------------------------------------------------------------ retrieval
 
     def retrieve(self, question: str, mode: Mode, linked: Sequence[LinkedEntity],
-                 level: int = 0) -> Retrieved:
+                 level: int = 0, rank: PageRank | None = None) -> Retrieved:
         """Evidence for `mode`; each `level` above 0 searches wider and deeper (KALMV
-        re-retrieval after a retrieval error)."""
+        re-retrieval after a retrieval error). `rank`: the question's PageRank."""
         k = self.rag_top_k * (1 + level)
         if mode == "rag":
-            return Retrieved(self.chunk_retriever.retrieve(question, k),
-                             note=f"chunk retrieval, top {k}")
+            return Retrieved(self.top_chunks(question, k, rank), note=f"chunk retrieval, top {k}")
         if not linked:
-            return Retrieved(self.chunk_retriever.retrieve(question, k),
+            return Retrieved(self.top_chunks(question, k, rank),
                              note="no topic entity linked: fell back to chunk retrieval")
         search = self.reasoner.search(question, linked,
                                       width=self.reasoner.width + level,
-                                      depth=self.reasoner.depth + level)
-        # Hybrid context (ToG-2 / KAG): the chunks the graph reached, plus the question's
-        # nearest chunks, which cover what extraction missed; ranked together below.
-        chunks = [*search.chunks, *self.chunk_retriever.retrieve(question, k)]
+                                      depth=self.reasoner.depth + level, rank=rank)
         note = f"think-on-graph: {search.stop_reason}; " + (
             "with chunk retrieval" if search.paths
             else "no path found: fell back to chunk retrieval")
         limit = max(self.tog_chunks, self.rag_top_k) * (1 + level)
-        return Retrieved(self.rank(question, chunks, limit), search.paths, search.steps, note)
+        if rank is None:
+            # Hybrid context (ToG-2 / KAG): the chunks the graph reached, plus the
+            # question's nearest chunks, which cover what extraction missed.
+            chunks = [*search.chunks, *self.chunk_retriever.retrieve(question, k)]
+            return Retrieved(self.rank(question, chunks, limit), search.paths, search.steps,
+                             note)
+        # With PageRank: its top passages are the backbone (they already weigh the graph);
+        # the passages the kept paths came from join them, up to half the context.
+        top = self.top_chunks(question, limit, rank)
+        have = {c.chunk.id for c in top}
+        own = [c for c in search.chunks if c.source == "graph-path" and c.chunk.id not in have]
+        own = own[: max(1, limit // 2)]
+        return Retrieved([*top[: limit - len(own)], *own], search.paths, search.steps, note)
+
+    def top_chunks(self, question: str, k: int, rank: PageRank | None) -> list[ScoredChunk]:
+        """Chunk retrieval's top k, taken from the question's PageRank when the chunk
+        retriever is the PageRank one (computed once per question)."""
+        if rank is not None and self.chunk_retriever.retriever is self.pagerank and \
+                len(rank.search.hits) >= k:
+            return self.chunk_retriever.chunks(rank.search.hits[:k])
+        return self.chunk_retriever.retrieve(question, k)
 
     def rank(self, question: str, chunks: Sequence[ScoredChunk], limit: int
              ) -> list[ScoredChunk]:
@@ -314,3 +365,13 @@ class QuestionAnsweringPipeline:
                     prompt_tokens=spent.prompt_tokens,
                     completion_tokens=spent.completion_tokens,
                     llm_seconds=round(spent.seconds, 3), seconds=round(seconds, 3))
+
+
+def used_paths(paths: Sequence[ReasoningPath], sentences: Sequence[Sentence]
+               ) -> list[ReasoningPath]:
+    """The reasoning paths the answer rests on: those with a fact, or the passage of a
+    step, that an answer sentence cites."""
+    cited = {c for s in sentences for c in s.citations}
+    return [p for p in paths
+            if any((not is_passage_hop(t) and t.id in cited) or t.chunk_id in cited
+                   for t in p.triples)]

@@ -6,7 +6,8 @@ retrieval with no LLM call at query time, on the mention layer alone or with fac
                 each weighted by similarity / (passages mentioning it) ** hub_exponent
              -> + facts matched in the fact vector index (query-to-triple linking), when
                 extraction has written facts: their subject and object entities
-             -> + the top dense passages, weighted by passage_weight x dense score
+             -> + the top dense passages (or dense + BM25 by rank fusion), sharing
+                passage_weight of the restart distribution in proportion to their scores
              -> PageRank with restarts to those seeds (damping 0.5) on the snapshot
              -> passages ranked by their PageRank score
 
@@ -31,10 +32,16 @@ import scipy.sparse as sp
 
 from core.models import entity_id
 from core.nlp import mention_name
-from core.protocols import Embedder, TextAnalyser, VectorIndex
+from core.protocols import Embedder, Hit, TextAnalyser, VectorIndex
 from retrieval.graph_snapshot import GraphSnapshot, SnapshotCache
 from retrieval.linking import question_spans
-from retrieval.passages import PassageHit, PassageSearch, SeedEntity
+from retrieval.passages import (
+    PassageHit,
+    PassageRetriever,
+    PassageSearch,
+    SeedEntity,
+    reciprocal_rank_fusion,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +51,10 @@ class PageRankSettings:
     """The knobs; defaults are HippoRAG 2's where it has one (each is a setting)."""
 
     damping: float = 0.5
-    passage_weight: float = 0.05
+    passage_weight: float = 0.05  # the passages' share of the restart distribution
     dense_seeds: int = 20
     link_threshold: float = 0.7
-    link_candidates: int = 3
+    link_candidates: int = 1
     hub_exponent: float = 1.0
     fact_threshold: float = 0.6
     fact_candidates: int = 5
@@ -81,7 +88,8 @@ class PageRankRetriever:
     def __init__(self, snapshots: SnapshotCache, chunk_index: VectorIndex,
                  entity_index: VectorIndex | None, embedder: Embedder,
                  analyser: TextAnalyser | None = None, fact_index: VectorIndex | None = None,
-                 settings: PageRankSettings | None = None) -> None:
+                 settings: PageRankSettings | None = None,
+                 lexical: PassageRetriever | None = None) -> None:
         self.snapshots = snapshots
         self.chunk_index = chunk_index
         self.entity_index = entity_index
@@ -89,6 +97,7 @@ class PageRankRetriever:
         self.analyser = analyser
         self.fact_index = fact_index
         self.s = settings or PageRankSettings()
+        self.lexical = lexical  # given: passage seeds are dense + BM25 (RRF), not dense
         self._transition: tuple[str, sp.csr_matrix, np.ndarray] | None = None
 
     def search(self, question: str, k: int) -> PassageSearch:
@@ -104,6 +113,12 @@ class PageRankRetriever:
         dense_hits = (self.chunk_index.search(qvec, depth)[0]
                       if len(self.chunk_index) and depth > 0 else [])
         dense = {h.id: float(h.score) for h in dense_hits}
+        if self.lexical is not None and dense_hits:
+            # Passage seeds from dense + BM25 by reciprocal rank fusion (hybrid seeds).
+            lexical = self.lexical.search(question, depth).hits
+            fused = reciprocal_rank_fusion([[h.id for h in dense_hits],
+                                            [h.chunk_id for h in lexical]], depth)
+            dense_hits = [Hit(h.chunk_id, h.score) for h in fused]
         scores = np.zeros(snap.n_entities + snap.n_passages)
         if not snap.n_entities:
             out.note = "the graph has no entities yet: dense ranking"
@@ -115,18 +130,8 @@ class PageRankRetriever:
             out.hits = [PassageHit(h.id, float(h.score)) for h in dense_hits[:k]]
             out.seconds = time.perf_counter() - started
             return PageRank(snap, scores, out, dense)
-        seed = np.zeros_like(scores)
-        for e in out.seeds:
-            seed[snap.entity_row[e.id]] += e.weight
-        entity_mass = float(seed.sum())
-        top = dense_hits[: self.s.dense_seeds]
-        for h in top:
-            row = snap.chunk_row.get(h.id)
-            if row is not None and h.score > 0:
-                seed[snap.n_entities + row] += self.s.passage_weight * float(h.score) * \
-                    max(entity_mass, 1e-12) / max(len(out.seeds), 1)
-                out.passage_seeds += 1
-        scores = self.pagerank(snap, seed / seed.sum())
+        seed = self.seed_vector(snap, out, dense_hits[: self.s.dense_seeds])
+        scores = self.pagerank(snap, seed)
         passage_scores = scores[snap.n_entities:]
         order = np.argsort(-passage_scores, kind="stable")[:k]
         out.hits = [PassageHit(snap.chunk_ids[i], float(passage_scores[i])) for i in order
@@ -143,6 +148,25 @@ class PageRankRetriever:
         return PageRank(snap, scores, out, dense)
 
     # ------------------------------------------------------------------ seeds
+
+    def seed_vector(self, snap: GraphSnapshot, out: PassageSearch,
+                    dense_hits: Sequence[Hit]) -> np.ndarray:
+        """The restart distribution: linked entities share `1 - passage_weight`, the top
+        dense passages share `passage_weight`, each in proportion to its own weight."""
+        entities = np.zeros(snap.n_entities + snap.n_passages)
+        for e in out.seeds:
+            entities[snap.entity_row[e.id]] += e.weight
+        passages = np.zeros_like(entities)
+        for h in dense_hits:
+            row = snap.chunk_row.get(h.id)
+            if row is not None and h.score > 0:
+                passages[snap.n_entities + row] += float(h.score)
+                out.passage_seeds += 1
+        share = self.s.passage_weight if passages.sum() > 0 else 0.0
+        seed = (1 - share) * entities / entities.sum()
+        if share:
+            seed += share * passages / passages.sum()
+        return seed
 
     def question_spans(self, question: str) -> list[str]:
         """Entity spans of the question: spaCy's mentions, then capitalised spans."""
@@ -170,13 +194,19 @@ class PageRankRetriever:
                 best[eid] = SeedEntity(eid, snap.entity_names[row], weight, span, sim,
                                        passages, via)
 
+        # A span names the entity of the same name; failing that, its nearest entity
+        # names (embedding cosine >= link_threshold, at most link_candidates).
         spans = self.question_spans(question)
+        unmatched = []
         for span in spans:
-            offer(entity_id(span), span, 1.0, "name")
-        if spans and self.entity_index is not None and len(self.entity_index):
-            hits = self.entity_index.search(self.embedder.embed(spans),
+            if entity_id(span) in snap.entity_row:
+                offer(entity_id(span), span, 1.0, "name")
+            else:
+                unmatched.append(span)
+        if unmatched and self.entity_index is not None and len(self.entity_index):
+            hits = self.entity_index.search(self.embedder.embed(unmatched),
                                             self.s.link_candidates)
-            for span, row in zip(spans, hits, strict=True):
+            for span, row in zip(unmatched, hits, strict=True):
                 for h in row:
                     if h.score >= self.s.link_threshold:
                         offer(h.id, span, float(h.score), "vector")

@@ -10,14 +10,15 @@ from __future__ import annotations
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from core.models import Chunk, Document, Entity, Mention, Proposition, Relation
+from core.models import Chunk, Document, Entity, Mention, Proposition, Relation, Synonym
 from core.protocols import DeleteReport, GraphStats, Neighbour, QueryResult
 from kg.store import cypher as queries
 from kg.store.read_only import ensure_read_only
 
 Row = dict[str, Any]
+EdgeKind = Literal["mentions", "synonyms", "relations"]
 #: Runs one statement with parameters and returns its rows as plain dicts.
 Runner = Callable[[str, dict[str, Any]], list[Row]]
 T = TypeVar("T")
@@ -120,9 +121,11 @@ class CypherGraphStore(ABC):
         for batch in _batches(doc_ids, self.batch_size):
             self._write_unit(_next_relinker(batch))
 
-    def upsert_entities(self, entities: Sequence[Entity]) -> None:
+    def upsert_entities(self, entities: Sequence[Entity], *, keep_existing: bool = False
+                        ) -> None:
         """Name is overwritten; an empty type/description keeps the stored one; aliases
-        accumulate."""
+        accumulate. `keep_existing`: only create entities that are missing (the mention
+        layer, which must not overwrite what the extractor wrote)."""
         rows = [
             {
                 "id": e.id,
@@ -134,13 +137,21 @@ class CypherGraphStore(ABC):
             }
             for e in entities
         ]
-        self._write_rows(queries.UPSERT_ENTITIES, rows)
+        self._write_rows(queries.CREATE_ENTITIES if keep_existing else queries.UPSERT_ENTITIES,
+                         rows)
 
     def upsert_mentions(self, mentions: Sequence[Mention]) -> None:
         """Entity -[:MENTIONED_IN]-> Chunk; a mention of a missing entity or chunk is
         skipped, so write entities and chunks first."""
-        rows = [{"entity_id": m.entity_id, "chunk_id": m.chunk_id} for m in mentions]
+        rows = [{"entity_id": m.entity_id, "chunk_id": m.chunk_id, "count": int(m.count)}
+                for m in mentions]
         self._write_rows(queries.UPSERT_MENTIONS, rows)
+
+    def upsert_synonyms(self, synonyms: Sequence[Synonym]) -> None:
+        """Entity -[:SYNONYM {score}]-> Entity; missing entities are skipped."""
+        rows = [{"source_id": x.source_id, "target_id": x.target_id,
+                 "score": float(x.score)} for x in synonyms]
+        self._write_rows(queries.UPSERT_SYNONYMS, rows)
 
     def upsert_relations(self, relations: Sequence[Relation]) -> None:
         """One RELATES edge per (subject, predicate, object, chunk); a relation whose
@@ -245,6 +256,33 @@ class CypherGraphStore(ABC):
         rows = self._read(queries.ENTITY_DOCUMENTS, {"id": entity_id, "limit": int(limit)})
         return [Document(id=r["id"], source=r["source"] or "", title=r["title"] or "",
                          sha256=r["sha256"] or "") for r in rows]
+
+    def edges(self, kind: EdgeKind) -> list[tuple[str, str, float]]:
+        """Every edge of one kind as (source id, target id, weight), read in pages:
+        `mentions` (entity, chunk, count), `synonyms` (entity, entity, cosine),
+        `relations` (subject, object, judge score or confidence)."""
+        query = {"mentions": queries.MENTION_EDGES, "synonyms": queries.SYNONYM_EDGES,
+                 "relations": queries.RELATION_EDGES}[kind]
+        return [(r["source"], r["target"], float(r["weight"] if r["weight"] is not None
+                                                 else 1.0))
+                for r in self._paged(query)]
+
+    def entity_names(self) -> dict[str, str]:
+        """Every entity's name by id."""
+        return {r["id"]: r["name"] or "" for r in self._paged(queries.ENTITY_NAMES)}
+
+    def chunk_texts(self) -> dict[str, str]:
+        """Every chunk's text by id (for lexical indexes built from the graph)."""
+        return {r["id"]: r["text"] or "" for r in self._paged(queries.CHUNK_TEXTS)}
+
+    def _paged(self, query: str, page: int = 20_000) -> Iterator[Row]:
+        skip = 0
+        while True:
+            rows = self._read(query, {"skip": skip, "limit": page})
+            yield from rows
+            if len(rows) < page:
+                return
+            skip += page
 
     def stats(self) -> GraphStats:
         nodes = dict.fromkeys(queries.NODE_LABELS, 0)

@@ -5,7 +5,8 @@ The schema (DESIGN.md):
     (:Document {id, source, title, sha256})
     (:Chunk {id, doc_id, text, start, end, position})-[:PART_OF]->(:Document)
     (:Chunk)-[:NEXT]->(:Chunk)                         by position within a document
-    (:Entity {id, name, type, description, aliases, search})-[:MENTIONED_IN]->(:Chunk)
+    (:Entity {id, name, type, description, aliases, search})-[:MENTIONED_IN {count}]->(:Chunk)
+    (:Entity)-[:SYNONYM {score}]->(:Entity)            name embeddings at cosine >= a setting
     (:Entity)-[:RELATES {predicate, chunk_id, doc_id, confidence, judge_score}]->(:Entity)
     (:Proposition {id, text, chunk_id, doc_id})-[:FROM]->(:Chunk)
     (:Proposition)-[:ABOUT]->(:Entity)
@@ -24,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 NODE_LABELS = ("Document", "Chunk", "Entity", "Proposition")
-REL_TYPES = ("PART_OF", "NEXT", "MENTIONED_IN", "RELATES", "FROM", "ABOUT")
+REL_TYPES = ("PART_OF", "NEXT", "MENTIONED_IN", "SYNONYM", "RELATES", "FROM", "ABOUT")
 
 # --------------------------------------------------------------------------- writes
 
@@ -76,11 +77,31 @@ SET e.name = r.name,
     e.search = coalesce(e.search, []) + [k IN r.search WHERE NOT k IN coalesce(e.search, [])]
 """
 
+# The mention layer and the extractor both write MENTIONED_IN; the larger count stays
+# (counts are set, never added, so a re-run changes nothing).
+# The mention layer's entities: created if new, never overwriting what the LLM extractor
+# (or an earlier mention) wrote.
+CREATE_ENTITIES = """
+UNWIND $rows AS r
+MERGE (e:Entity {id: r.id})
+ON CREATE SET e.name = r.name, e.type = r.type, e.description = r.description,
+              e.aliases = r.aliases, e.search = r.search
+"""
+
 UPSERT_MENTIONS = """
 UNWIND $rows AS r
 MATCH (e:Entity {id: r.entity_id})
 MATCH (c:Chunk {id: r.chunk_id})
-MERGE (e)-[:MENTIONED_IN]->(c)
+MERGE (e)-[m:MENTIONED_IN]->(c)
+SET m.count = CASE WHEN m.count IS NULL OR m.count < r.count THEN r.count ELSE m.count END
+"""
+
+UPSERT_SYNONYMS = """
+UNWIND $rows AS r
+MATCH (a:Entity {id: r.source_id})
+MATCH (b:Entity {id: r.target_id})
+MERGE (a)-[s:SYNONYM]->(b)
+SET s.score = r.score
 """
 
 # One edge per (subject, predicate, object, chunk_id): the same fact from two chunks is
@@ -195,6 +216,43 @@ WITH c, count(DISTINCT e) AS hits
 RETURN {_CHUNK_COLUMNS}
 ORDER BY hits DESC, c.doc_id, c.position
 LIMIT $limit
+"""
+
+# The graph as edge lists, for the in-memory PageRank snapshot (paged by SKIP/LIMIT in
+# a stable order so a big graph never comes back as one huge result).
+MENTION_EDGES = """
+MATCH (e:Entity)-[m:MENTIONED_IN]->(c:Chunk)
+RETURN e.id AS source, c.id AS target, coalesce(m.count, 1) AS weight
+ORDER BY source, target
+SKIP $skip LIMIT $limit
+"""
+
+SYNONYM_EDGES = """
+MATCH (a:Entity)-[s:SYNONYM]->(b:Entity)
+RETURN a.id AS source, b.id AS target, s.score AS weight
+ORDER BY source, target
+SKIP $skip LIMIT $limit
+"""
+
+RELATION_EDGES = """
+MATCH (a:Entity)-[r:RELATES]->(b:Entity)
+RETURN a.id AS source, b.id AS target, coalesce(r.judge_score, r.confidence, 1.0) AS weight
+ORDER BY source, target, r.chunk_id, r.predicate
+SKIP $skip LIMIT $limit
+"""
+
+ENTITY_NAMES = """
+MATCH (e:Entity)
+RETURN e.id AS id, e.name AS name
+ORDER BY id
+SKIP $skip LIMIT $limit
+"""
+
+CHUNK_TEXTS = """
+MATCH (c:Chunk)
+RETURN c.id AS id, c.text AS text
+ORDER BY id
+SKIP $skip LIMIT $limit
 """
 
 NODE_COUNTS = """

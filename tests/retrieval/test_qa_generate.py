@@ -79,9 +79,26 @@ def test_no_evidence_refuses_without_a_call() -> None:
     assert llm.calls == 0
 
 
-def test_schema_asks_for_the_refusal_flag_and_cited_sentences() -> None:
+def test_schema_asks_for_the_refusal_flag_short_answer_and_cited_sentences() -> None:
     llm = ScriptedChatModel(default=qa_responder(answer=answer_json(("Warsaw.", ["1"]))))
     AnswerGenerator(llm).generate("Where?", sources())
     schema = llm.requests[0].json_schema
-    assert schema is not None and schema["required"] == ["cannot_answer", "sentences"]
-    assert json.loads(llm.requests[0].messages[2]["content"])["sentences"]  # the example
+    assert schema is not None
+    assert schema["required"] == ["cannot_answer", "short_answer", "sentences"]
+    example = json.loads(llm.requests[0].messages[2]["content"])
+    assert example["sentences"] and example["short_answer"] == "Charles Babbage"
+
+
+def test_short_answer_comes_from_the_same_call() -> None:
+    reply = json.dumps({"cannot_answer": False, "short_answer": "Answer: Warsaw.",
+                        "sentences": [{"text": "Marie Curie was born in Warsaw [1].",
+                                       "citations": []}]})
+    llm = ScriptedChatModel(default=qa_responder(answer=reply))
+    out = AnswerGenerator(llm).generate("Where was Marie Curie born?", sources())
+    assert out.short_answer == "Warsaw" and llm.calls == 1
+    assert out.sentences[0].text == "Marie Curie was born in Warsaw."
+
+
+def test_a_missing_short_answer_falls_back_to_a_short_first_sentence() -> None:
+    llm = ScriptedChatModel(default=qa_responder(answer=answer_json(("Warsaw.", ["1"]))))
+    assert AnswerGenerator(llm).generate("Where?", sources()).short_answer == "Warsaw"
