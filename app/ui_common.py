@@ -19,9 +19,17 @@ log = logging.getLogger("kgrag.ui")
 
 
 @st.cache_resource(show_spinner="Connecting to the graph and loading models ...")
-def components() -> Components:
-    """One set of components per server process (models load once, connections reused)."""
+def shared_components() -> Components:
+    """The one set of components of this server process (see `components`)."""
     return Components.from_settings(get_settings())
+
+
+def components() -> Components:
+    """One set of components per server process (models load once, connections reused),
+    with the vector indexes an ingest has saved since reloaded (flows.components)."""
+    c = shared_components()
+    c.reload_changed_indexes()
+    return c
 
 
 def show_error(exc: BaseException) -> None:

@@ -128,13 +128,19 @@ class FaissVectorIndex:
             directory, dimension, model_name, approx_threshold=approx_threshold, device=device
         )
         meta = self._read_meta()
-        try:
-            index = faiss.read_index(str(self.directory / meta["index_file"]))
-            saved = json.loads((self.directory / meta["ids_file"]).read_text(encoding="utf-8"))
-        except (OSError, RuntimeError, ValueError, KeyError) as exc:
-            raise ConfigError(
-                f"vector index {self.directory} is unreadable: {exc}", REINDEX_HINT
-            ) from exc
+        while True:
+            try:
+                index = faiss.read_index(str(self.directory / meta["index_file"]))
+                saved = json.loads(
+                    (self.directory / meta["ids_file"]).read_text(encoding="utf-8"))
+                break
+            except (OSError, RuntimeError, ValueError, KeyError) as exc:
+                newer = self._read_meta()
+                if newer.get("generation") == meta.get("generation"):
+                    raise ConfigError(
+                        f"vector index {self.directory} is unreadable: {exc}", REINDEX_HINT
+                    ) from exc
+                meta = newer  # a writer saved (and removed these files) while we read
         ids: dict[str, int] = saved["ids"]
         if index.ntotal != len(ids) or index.d != dimension:
             raise ConfigError(
@@ -204,6 +210,19 @@ class FaissVectorIndex:
     def unsaved(self) -> bool:
         """Whether vectors were added or removed since the last `save`."""
         return self._unsaved
+
+    @property
+    def generation(self) -> int:
+        """The saved generation this index was loaded from or last saved as (0: never)."""
+        return self._generation
+
+    def saved_generation(self) -> int:
+        """The generation saved in `directory` now (another process may have saved a newer
+        one since this index was loaded); 0 when none is."""
+        try:
+            return int(json.loads((self.directory / META_FILE).read_text())["generation"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
 
     def __contains__(self, key: object) -> bool:
         return key in self._ids

@@ -41,9 +41,9 @@ def eval_page() -> None:
 @pytest.fixture
 def ingested(kgrag_env: Path, tmp_path: Path, scripted_llm: object) -> Path:
     ingest_corpus([str(write_corpus(tmp_path / "corpus"))], extract=True)
-    from app.ui_common import components
+    from app.ui_common import shared_components
 
-    components.clear()  # type: ignore[attr-defined]
+    shared_components.clear()  # type: ignore[attr-defined]
     return kgrag_env
 
 
