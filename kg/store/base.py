@@ -67,7 +67,7 @@ class CypherGraphStore(ABC):
 
     def _write_unit(self, work: Callable[[Runner], T]) -> T:
         """Run several dependent write statements as one unit (a transaction where the
-        engine has them; FalkorDB runs each statement atomically, in order)."""
+        engine has them; FalkorDB sends the writes as one MULTI/EXEC block)."""
         return work(self._write)
 
     @abstractmethod
