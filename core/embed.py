@@ -104,12 +104,15 @@ class SentenceTransformerEmbedder:
         assert dim is not None
         return int(dim)
 
-    def embed(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+    def embed(self, texts: Sequence[str], show_progress: bool = False,
+              batch_size: int | None = None) -> np.ndarray:
+        """`batch_size` overrides the setting for this call (short texts such as entity
+        names pad little: bigger batches are faster)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vecs: Any = self.model.encode(
             list(texts),
-            batch_size=self.batch_size,
+            batch_size=batch_size or self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=show_progress,

@@ -234,11 +234,12 @@ class Settings(BaseSettings):
         "seeded by the question's entities and the dense scores; HippoRAG 2 / LinearRAG)."
     )
     ppr_damping: float = Field(
-        default=0.5, gt=0, lt=1, description="PageRank: probability of following an edge "
-        "rather than jumping back to a seed (HippoRAG 2: 0.5)."
+        default=0.3, gt=0, lt=1, description="PageRank: probability of following an edge "
+        "rather than jumping back to a seed (HippoRAG 2: 0.5; 0.3 chosen on the tune sample "
+        "of bench/retrieval_bench.py)."
     )
     ppr_passage_weight: float = Field(
-        default=0.05, ge=0, le=1, description="PageRank: the top passages' share of the "
+        default=0.6, ge=0, le=1, description="PageRank: the top passages' share of the "
         "restart distribution (in proportion to their dense scores); the linked question "
         "entities share the rest (HippoRAG 2 weighs passages 0.05)."
     )
@@ -246,7 +247,7 @@ class Settings(BaseSettings):
         default=20, ge=0, description="PageRank: the top-N dense passages become seeds."
     )
     ppr_link_threshold: float = Field(
-        default=0.7, ge=0, le=1, description="PageRank: least cosine at which a question "
+        default=0.8, ge=0, le=1, description="PageRank: least cosine at which a question "
         "entity links to a graph entity."
     )
     ppr_link_candidates: int = Field(
@@ -254,11 +255,11 @@ class Settings(BaseSettings):
         "name links to this many nearest entity names (each at >= ppr_link_threshold)."
     )
     ppr_passage_seeds: Literal["dense", "hybrid"] = Field(
-        default="dense", description="PageRank: which ranking seeds the passages: `dense` "
+        default="hybrid", description="PageRank: which ranking seeds the passages: `dense` "
         "(embedding cosine, HippoRAG 2) or `hybrid` (dense + BM25 by reciprocal rank fusion)."
     )
     ppr_hub_exponent: float = Field(
-        default=1.0, ge=0, description="PageRank: a linked entity's seed weight is divided "
+        default=0.5, ge=0, description="PageRank: a linked entity's seed weight is divided "
         "by (passages mentioning it) ** this, so hubs like a country seed little (HippoRAG's "
         "node specificity: 1)."
     )
@@ -293,8 +294,9 @@ class Settings(BaseSettings):
         "(cosine to the question, no LLM call), `bm25`, or `llm` (one call per pruning step)."
     )
     tog_sufficiency: Literal["llm", "heuristic"] = Field(
-        default="llm", description="The stop check after each depth: `llm` (one yes/no call) "
-        "or `heuristic` (the kept paths cover the question's content words)."
+        default="heuristic", description="The stop check after each depth: `heuristic` (the "
+        "kept paths and the passages read so far cover the question's content words; no "
+        "LLM call) or `llm` (one yes/no call per depth)."
     )
     tog_chunks: int = Field(
         default=4, ge=0, description="Source chunks the reached entities bring into the "

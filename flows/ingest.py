@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -150,7 +151,10 @@ def write_mentions(c: Components, chunks: Sequence[Chunk], s: IngestSummary) -> 
     s.failed_chunks += [Problem(cid, reason, "ner") for cid, reason in layer.failed]
     c.graph.upsert_entities(layer.entities, keep_existing=True)
     c.graph.upsert_mentions(layer.mentions)
-    linker = SynonymLinker(c.embedder.embed, c.index(ENTITY_INDEX),
+    def embed_names(names: list[str]) -> np.ndarray:  # a few tokens each: big batches
+        return c.embedder.embed(names, batch_size=128)
+
+    linker = SynonymLinker(embed_names, c.index(ENTITY_INDEX),
                            threshold=c.settings.synonym_threshold)
     synonyms = linker.link(layer.entities)
     c.graph.upsert_synonyms(synonyms)

@@ -23,6 +23,7 @@ reason in `PassageSearch.note`.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,14 +49,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PageRankSettings:
-    """The knobs; defaults are HippoRAG 2's where it has one (each is a setting)."""
+    """The knobs (each is a setting); defaults chosen on the tune sample of
+    bench/retrieval_bench.py (HippoRAG 2's were damping 0.5, passages 0.05)."""
 
-    damping: float = 0.5
-    passage_weight: float = 0.05  # the passages' share of the restart distribution
+    damping: float = 0.3
+    passage_weight: float = 0.6  # the passages' share of the restart distribution
     dense_seeds: int = 20
-    link_threshold: float = 0.7
+    link_threshold: float = 0.8
     link_candidates: int = 1
-    hub_exponent: float = 1.0
+    hub_exponent: float = 0.5
+    ngram_names: bool = False  # also link word n-grams naming entities (hurt R@2 when tuned)
     fact_threshold: float = 0.6
     fact_candidates: int = 5
     iterations: int = 50
@@ -203,6 +206,10 @@ class PageRankRetriever:
                 offer(entity_id(span), span, 1.0, "name")
             else:
                 unmatched.append(span)
+        if self.s.ngram_names:  # graph entity names written in the question, NER or not
+            for span in name_ngrams(question):
+                if entity_id(span) in snap.entity_row:
+                    offer(entity_id(span), span, 1.0, "name")
         if unmatched and self.entity_index is not None and len(self.entity_index):
             hits = self.entity_index.search(self.embedder.embed(unmatched),
                                             self.s.link_candidates)
@@ -249,6 +256,22 @@ class PageRankRetriever:
                 return nxt
             r = nxt
         return r
+
+
+_WORD = re.compile(r"[\w'\u2019.&-]+")
+
+
+def name_ngrams(question: str, longest: int = 6) -> list[str]:
+    """Word n-grams of the question that could be names: at least one word capitalised or
+    a number (the small model of NER misses titles and lower-case questions)."""
+    words = _WORD.findall(question)
+    out = []
+    for n in range(1, longest + 1):
+        for i in range(len(words) - n + 1):
+            gram = words[i:i + n]
+            if any(w[:1].isupper() or w[:1].isdigit() for w in gram):
+                out.append(" ".join(gram).strip(".'\u2019"))
+    return out
 
 
 def top_entities(rank: PageRank, ids: Sequence[str]) -> list[tuple[str, float]]:

@@ -172,6 +172,8 @@ def qa_responder(**replies: Any) -> Callable[[CompletionRequest], str]:
     return respond
 
 
-def answer_json(*sentences: tuple[str, list[str]], cannot_answer: bool = False) -> str:
-    return json.dumps({"cannot_answer": cannot_answer,
+def answer_json(*sentences: tuple[str, list[str]], cannot_answer: bool = False,
+                short_answer: str = "") -> str:
+    """The answer call's JSON, as the schema asks for it."""
+    return json.dumps({"cannot_answer": cannot_answer, "short_answer": short_answer,
                        "sentences": [{"text": t, "citations": c} for t, c in sentences]})

@@ -177,3 +177,34 @@ def test_pagerank_walk_on_a_hand_built_snapshot() -> None:
     p = {cid: r[3 + i] for i, cid in enumerate(snap.chunk_ids)}
     assert p["P1"] > p["P2"] > 0 and p["P3"] == 0
     assert abs(r.sum() - 1.0) < 1e-6
+
+
+def test_kgrag_search_json_and_questions_file(kgrag_env: Path, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    ingest(tmp_path / "docs", PASSAGES)
+    runner = CliRunner()
+    result = runner.invoke(app, ["search", "Where was Anna Kowalska born?", "--k", "2",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["retriever"] == "ppr" and len(data["hits"]) == 2
+    assert {"chunk_id", "score", "text", "doc_id"} <= set(data["hits"][0])
+    assert "Anna Kowalska" in data["hits"][0]["text"]
+    assert data["seeds"][0]["name"] == "Anna Kowalska"
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"question": "Where was Anna Kowalska born?"}\nnot json\n'
+                         '{"q": "no question key"}\n{"question": "Where is Oakridge?"}\n')
+    result = runner.invoke(app, ["search", "--questions", str(questions), "--retriever",
+                                 "bm25", "--k", "1"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in result.stdout.splitlines()]
+    assert [x["line"] for x in lines] == [1, 2, 3, 4]
+    assert "error" in lines[1] and "error" in lines[2]
+    assert lines[0]["retriever"] == "bm25" and "Oakridge" in lines[3]["hits"][0]["text"]
+    result = runner.invoke(app, ["search"])
+    assert result.exit_code == 2 and "give a question" in result.stderr

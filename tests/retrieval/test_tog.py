@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from core.llm.testing import ScriptedChatModel
@@ -145,3 +146,45 @@ def test_trace_is_json_ready(hand_graph: HandGraph) -> None:
     trace = json.loads(json.dumps([s.model_dump(mode="json") for s in found.steps]))
     assert trace[0]["frontier"][0]["id"] == entity_id("Marie Curie")
     assert {"predicate", "outgoing", "score", "kept"} <= set(trace[0]["relations"][0])
+
+
+@pytest.mark.parametrize("member", ["Member F", "Member A"])
+def test_neighbours_are_chosen_by_score_never_by_id(hand_graph: HandGraph, member: str
+                                                    ) -> None:
+    """Of the club's 8 members, 3 are followed: the one the question names is among them,
+    although its id sorts last (F) or late (A); the store's id order used to decide."""
+    g = hand_graph
+    by_id = sorted((f"Member {c}" for c in "ABCDEFGH"), key=entity_id)
+    assert by_id.index(member) >= 3  # id order alone would never reach it
+    reasoner = ThinkOnGraphReasoner(g.store, EmbeddingScorer(g.embedder), width=1, depth=1,
+                                    entities_per_relation=3)
+    found = reasoner.search(f"Is {member} in the Physics Club?", [topic(g, "Physics Club")])
+    assert member in {c.entity for c in found.steps[0].candidates}
+    assert found.paths[0].triples[-1].object == member
+
+
+def test_pagerank_ranks_candidates_and_adds_passage_hops(hand_graph: HandGraph) -> None:
+    """With the question's PageRank, an entity with no fact edge is still reached through
+    a passage that names both (ToG-2's entity -> document -> entity hop), and the passage
+    is read into the context at that depth."""
+    from retrieval.graph_snapshot import GraphSnapshot
+    from retrieval.passages import PassageSearch
+    from retrieval.ppr import PageRank
+
+    g = hand_graph
+    names = {entity_id(n): n for n in ("Marie Curie", "Pierre Curie", "Henri Becquerel",
+                                       "Nobel Prize in Physics")}
+    nobel = g.chunk_ids["nobel"]
+    snap = GraphSnapshot.build(names, [nobel], [(eid, nobel, 1) for eid in names])
+    scores = np.zeros(snap.n_entities + snap.n_passages)
+    scores[snap.entity_row[entity_id("Henri Becquerel")]] = 0.5  # the walk favours him
+    scores[snap.n_entities] = 0.3
+    rank = PageRank(snap, scores, PassageSearch("ppr"))
+    reasoner = ThinkOnGraphReasoner(g.store, EmbeddingScorer(g.embedder), width=2, depth=1,
+                                    entities_per_relation=1)
+    found = reasoner.search("Who shared the Nobel Prize in Physics with Marie Curie?",
+                            [topic(g, "Marie Curie")], rank=rank)
+    hops = [c for c in found.steps[0].candidates if "is mentioned with" in c.text]
+    assert hops and hops[0].entity == "Henri Becquerel"  # best PageRank among the hops
+    assert any(p.triples[-1].predicate == "is mentioned with" for p in found.paths)
+    assert nobel in {c.chunk.id for c in found.chunks}
