@@ -55,11 +55,22 @@ def check_data_dir(s: Settings) -> Check:
     return Check("data dir", True, f"{s.data_dir} ({free:.1f} GiB free)")
 
 
+NEO4J_HINT = (
+    "point kgrag at a Neo4j 5 server: KGRAG_NEO4J_URI=neo4j://HOST:7687, KGRAG_NEO4J_USER, "
+    "KGRAG_NEO4J_PASSWORD (and KGRAG_NEO4J_DATABASE if not `neo4j`); a local Neo4j for "
+    "trying: `infra/neo4j/server.sh start data/neo4j` prints these settings; or "
+    "KGRAG_GRAPH_BACKEND=falkor for the embedded engine"
+)
+
+
 def check_graph(s: Settings) -> Check:
-    from kg.store import EmbeddedFalkorServer, make_graph_store
+    from kg.store import EmbeddedFalkorServer, Neo4jGraphStore, make_graph_store
 
     if s.graph_backend == "neo4j":
-        where = f"Neo4j at {s.neo4j_uri or '(KGRAG_NEO4J_URI unset)'}"
+        if not s.neo4j_uri:
+            return Check("graph store (neo4j)", False, "KGRAG_GRAPH_BACKEND=neo4j but "
+                         "KGRAG_NEO4J_URI is unset", NEO4J_HINT)
+        where = f"Neo4j at {s.neo4j_uri}"
     elif s.falkor_external:
         where = f"FalkorDB at {s.falkor_host}:{s.falkor_port}"
     else:
@@ -71,6 +82,8 @@ def check_graph(s: Settings) -> Check:
     store = make_graph_store(s)
     try:
         stats = store.stats()
+        if isinstance(store, Neo4jGraphStore):
+            where = f"{where} ({store.describe()})"
     finally:
         store.close()
     n = sum(stats.nodes.values())

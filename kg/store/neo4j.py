@@ -241,6 +241,19 @@ class Neo4jGraphStore(CypherGraphStore):
         params = {"q": q, "lucene": lucene, "limit": int(limit)}
         return [entity_from_row(r) for r in self._read(self.dialect.entity_fulltext_lookup, params)]
 
+    def describe(self) -> str:
+        """The server and the state of kgrag's schema on it, for `kgrag doctor`."""
+        if self.over_falkordb:
+            return "FalkorDB's Bolt listener (no constraints, no full-text index)"
+        (server,) = self._read(
+            "CALL dbms.components() YIELD name, versions, edition "
+            "RETURN name, versions[0] AS version, edition", {})
+        indexes = self._read(
+            "SHOW INDEXES YIELD name, state WHERE name = 'entity_search' RETURN state", {})
+        fulltext = indexes[0]["state"].lower() if indexes else "missing (run kgrag ingest)"
+        return (f"{server['name']} {server['version']} {server['edition']}, database "
+                f"{self.database!r}, entity full-text index {fulltext}")
+
     def ping(self) -> bool:
         try:
             return bool(self._read("RETURN 1 AS ok", {}))
@@ -258,8 +271,10 @@ class Neo4jGraphStore(CypherGraphStore):
     def _unreachable(self, exc: Exception | None) -> ServiceError:
         return ServiceError(
             f"Neo4j at {self.uri} is unreachable: {exc}",
-            hint="start Neo4j (see infra/) or fix KGRAG_NEO4J_URI; for the embedded "
-            "engine set KGRAG_GRAPH_BACKEND=falkor",
+            hint="start Neo4j or fix KGRAG_NEO4J_URI (a local Neo4j for trying: "
+            "infra/neo4j/server.sh start DIR prints the settings; a server: "
+            "infra/docker-compose.yml); for the embedded engine set "
+            "KGRAG_GRAPH_BACKEND=falkor",
         )
 
 

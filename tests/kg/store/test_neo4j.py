@@ -1,6 +1,6 @@
 """What kgrag adds on Neo4j itself, on the session's real Neo4j 5 (see tests/neo4j_server.py):
-constraints and indexes, entity lookup through the full-text index, and the embedded
-server's data and password surviving a restart."""
+constraints and indexes, entity lookup through the full-text index, `kgrag doctor` on Neo4j,
+and the embedded server's data and password surviving a restart."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from app.doctor import check_graph
 from core.errors import QueryError, ServiceError
 from core.models import Entity, entity_id
 from kg.store import Neo4jGraphStore
 from kg.store.base import CypherGraphStore
 from kg.store.neo4j import lucene_contains
 from tests import neo4j_server as embedded
+from tests.kg.store.conftest import isolated_settings
 from tests.neo4j_server import Neo4jServer
 
 
@@ -138,3 +140,22 @@ def test_embedded_server_keeps_data_and_password_across_restarts(tmp_path: Path)
             Neo4jGraphStore(second.uri, "neo4j", "wrong password")
     finally:
         embedded.stop(home)
+
+
+@pytest.mark.services
+@pytest.mark.neo4j
+def test_doctor_names_the_neo4j_server_and_the_index_state(
+        neo4j_server: Neo4jServer, tmp_path: Path) -> None:
+    settings = isolated_settings(tmp_path, graph_backend="neo4j", neo4j_uri=neo4j_server.uri,
+                                 neo4j_user=neo4j_server.user,
+                                 neo4j_password=neo4j_server.password)
+    check = check_graph(settings)
+    assert check.ok, check
+    assert "Neo4j Kernel 5." in check.detail and "community" in check.detail
+    assert "entity full-text index online" in check.detail
+
+
+def test_doctor_says_how_to_point_kgrag_at_neo4j(tmp_path: Path) -> None:
+    check = check_graph(isolated_settings(tmp_path, graph_backend="neo4j"))
+    assert not check.ok and "KGRAG_NEO4J_URI is unset" in check.detail
+    assert "KGRAG_NEO4J_PASSWORD" in check.hint and "infra/neo4j/server.sh" in check.hint
