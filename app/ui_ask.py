@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from typing import Any
 
 import streamlit as st
 
@@ -14,7 +15,9 @@ from core.answer import Answer, Evidence, Sentence
 BADGES = {"supported": ":green-badge[supported]", "unsupported": ":red-badge[unsupported]",
           "unverified": ":gray-badge[unverified]"}
 MODES = {"auto": "auto (router decides)", "rag": "chunk RAG", "tog": "Think-on-Graph",
-         "direct": "no retrieval"}
+         "direct": "no retrieval", "search": "passages only (no LLM call)"}
+RETRIEVERS = {"ppr": "PageRank over the entity graph", "hybrid": "dense + BM25",
+              "dense": "dense (embeddings)", "bm25": "BM25"}
 _WORD = re.compile(r"\w+")
 
 
@@ -104,6 +107,30 @@ def show_answer(a: Answer) -> None:
                 st.caption(f"chunk `{ev.id}`")
 
 
+def search(question: str, retriever: str) -> dict[str, Any]:
+    from flows.search import search_passages
+
+    return search_passages(question, retriever, 5, components())
+
+
+def show_search(data: dict[str, Any]) -> None:
+    """`kgrag search`'s result: ranked passages, linked entities, seeds, the fallback."""
+    st.caption(f"{RETRIEVERS.get(data['retriever'], data['retriever'])}, "
+               f"{data['seconds'] * 1000:.0f} ms, no LLM call")
+    if data.get("note"):
+        st.info(data["note"])
+    if data.get("seeds"):
+        st.markdown("**Linked entities:** " + ", ".join(
+            f"{s['name']} ({s['via']}, {s['passages']} passages)" for s in data["seeds"][:8]))
+    if not data["hits"]:
+        st.warning("No passages: ingest documents first (Ingest page or `kgrag ingest`).")
+    for i, h in enumerate(data["hits"], 1):
+        with st.expander(f"{i}. score {h['score']:.4g} — {h['doc_id']}", expanded=i <= 2):
+            st.markdown(f'<div style="white-space: pre-wrap">{html.escape(h["text"])}</div>',
+                        unsafe_allow_html=True)
+            st.caption(f"chunk `{h['chunk_id']}`")
+
+
 @page
 def render() -> None:
     st.title("Ask")
@@ -111,10 +138,20 @@ def render() -> None:
         question = st.text_input("Question", placeholder="Who shared the 1903 Nobel Prize in "
                                  "Physics with Marie Curie?")
         mode = st.selectbox("Mode", list(MODES), format_func=MODES.__getitem__)
+        retriever = st.selectbox("Passages by (passages-only mode)", list(RETRIEVERS),
+                                 format_func=RETRIEVERS.__getitem__)
         submitted = st.form_submit_button("Ask", type="primary")
     if submitted and question.strip():
-        with st.spinner("Thinking on the graph ..."):
-            st.session_state["answer"] = ask(question.strip(), mode)
+        if mode == "search":
+            st.session_state.pop("answer", None)
+            st.session_state["search"] = search(question.strip(), retriever)
+        else:
+            st.session_state.pop("search", None)
+            with st.spinner("Thinking on the graph ..."):
+                st.session_state["answer"] = ask(question.strip(), mode)
     answer = st.session_state.get("answer")
     if answer is not None:
         show_answer(answer)
+    found = st.session_state.get("search")
+    if found is not None:
+        show_search(found)

@@ -48,6 +48,9 @@ from qa_bench import (
 )
 
 DATA = CACHE / "retrieval-bench"
+#: The local model `make setup` assembles (the reader of the answer modes).
+MODEL = Path(__file__).resolve().parent.parent / "data" / "models" / \
+    "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 RETRIEVERS = ("dense", "bm25", "hybrid", "ppr", "ppr, dense seeds")
 QA_MODES = {"dense RAG": ("rag", "dense"), "ToG": ("tog", "ppr"), "auto": ("auto", "ppr")}
 
@@ -96,6 +99,7 @@ def configure(data_dir: Path) -> None:
         "KGRAG_CONFIG": str(data_dir / "kgrag.toml"),
         "KGRAG_DATA_DIR": str(data_dir),
         "KGRAG_GRAPH_NAME": "retrievalbench",
+        "KGRAG_LLM_MODEL_PATH": str(MODEL),
         "KGRAG_MIN_WORDS": "3",
         "KGRAG_NEAR_DUPLICATE_THRESHOLD": "0.98",  # distinct passages may share a lot
         "KGRAG_QUALITY_FILTER": "false",  # keep passages with dates in parentheses

@@ -121,3 +121,21 @@ def test_ask_page_shows_the_sure_short_answer_and_its_candidates() -> None:
     assert "**Warsaw** :green-badge[valid] 1 pairwise wins" in text
     assert "**Paris** :red-badge[rejected] 0 pairwise wins" in text
     assert at.expander[0].label == "SuRe candidates (2)"
+
+
+def ask_page() -> None:
+    from app.ui_ask import render
+
+    render()
+
+
+def test_ask_page_searches_passages_without_the_llm(ingested: Path) -> None:
+    at = AppTest.from_function(ask_page, default_timeout=120).run()
+    at.text_input[0].set_value("Where was Marie Curie born?")
+    at.selectbox[0].set_value("search")
+    at.selectbox[1].set_value("ppr")
+    at.button[0].click().run()
+    assert not at.exception
+    assert "no LLM call" in at.caption[0].value
+    assert "Marie Curie" in "\n".join(m.value for m in at.markdown)  # a linked entity
+    assert at.expander and "score" in at.expander[0].label
