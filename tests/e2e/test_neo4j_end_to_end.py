@@ -118,6 +118,7 @@ def test_ingest_delete_and_ask_two_hops_on_neo4j(neo4j_env: Path, tmp_path: Path
 
     # a two-hop question: Marie Curie -> Warsaw -> Poland, through ToG on Neo4j
     monkeypatch.setenv("KGRAG_TOG_PRUNING", "llm")
+    monkeypatch.setenv("KGRAG_TOG_SUFFICIENCY", "llm")  # the scripted "not yet": to depth D
     get_settings.cache_clear()
     code, out, _ = kgrag("ask", QUESTION, "--mode", "tog", "--json")
     assert code == 0
@@ -144,3 +145,37 @@ def test_ingest_delete_and_ask_two_hops_on_neo4j(neo4j_env: Path, tmp_path: Path
         assert store.stats().nodes["Document"] == 3
     finally:
         store.close()
+
+
+def test_mention_layer_pagerank_search_and_ask_on_neo4j(
+        neo4j_env: Path, tmp_path: Path, qa_llm: ScriptedChatModel,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mention layer (spaCy, no LLM call), `kgrag search --json` by PageRank and
+    `kgrag ask --json` on Neo4j carry what they do on FalkorDB (tests/retrieval/test_ppr)."""
+    from tests.retrieval.test_ppr import GRAPH_FIRST, PASSAGES
+
+    for key, value in GRAPH_FIRST.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    folder = tmp_path / "passages"
+    folder.mkdir()
+    for key, text in PASSAGES.items():
+        (folder / f"{key}.txt").write_text(text + "\n", encoding="utf-8")
+    calls = qa_llm.calls
+    with temporary_settings({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 180}):
+        summary = ingest_corpus([str(folder)], extract=False)
+    assert summary["chunks"] == len(PASSAGES) and summary["mention_entities"] > 0
+    assert qa_llm.calls == calls  # no LLM call to build the graph
+    code, out, _ = kgrag("search", "Which river flows through the town where Anna Kowalska "
+                         "was born?", "--k", "2", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["retriever"] == "ppr" and data["seeds"][0]["name"] == "Anna Kowalska"
+    texts = " ".join(h["text"] for h in data["hits"])
+    assert "Anna Kowalska was born in Oakridge" in texts and "Tamsin" in texts
+    code, out, _ = kgrag("ask", "Where was Anna Kowalska born?", "--mode", "tog", "--json")
+    assert code == 0
+    answer = json.loads(out)
+    assert {"answer", "short_answer", "sentences", "paths", "evidence", "cost"} <= set(answer)
+    assert answer["topic_entities"][0]["name"] == "Anna Kowalska"
+    assert any("Oakridge" in e["text"] for e in answer["evidence"])
