@@ -8,6 +8,7 @@ CREATE CONSTRAINT entity_id IF NOT EXISTS FOR (n:Entity) REQUIRE n.id IS UNIQUE;
 CREATE CONSTRAINT proposition_id IF NOT EXISTS FOR (n:Proposition) REQUIRE n.id IS UNIQUE;
 CREATE INDEX chunk_doc_id IF NOT EXISTS FOR (n:Chunk) ON (n.doc_id);
 CREATE INDEX proposition_doc_id IF NOT EXISTS FOR (n:Proposition) ON (n.doc_id);
+CREATE INDEX proposition_chunk_id IF NOT EXISTS FOR (n:Proposition) ON (n.chunk_id);
 CREATE INDEX relates_doc_id IF NOT EXISTS FOR ()-[r:RELATES]-() ON (r.doc_id);
 CREATE INDEX relates_chunk_id IF NOT EXISTS FOR ()-[r:RELATES]-() ON (r.chunk_id);
 CREATE FULLTEXT INDEX entity_search IF NOT EXISTS FOR (n:Entity) ON EACH [n.search] OPTIONS {indexConfig: {`fulltext.analyzer`: 'whitespace'}};

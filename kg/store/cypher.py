@@ -353,7 +353,7 @@ RETURN count(one) AS n
 # --------------------------------------------------------------------------- dialects
 
 # Properties looked up by equality, besides the unique ids.
-_LOOKUP_INDEXES = (("Chunk", "doc_id"), ("Proposition", "doc_id"))
+_LOOKUP_INDEXES = (("Chunk", "doc_id"), ("Proposition", "doc_id"), ("Proposition", "chunk_id"))
 # Relationship properties a delete selects by (Neo4j only: FalkorDB scans them).
 _RELATION_INDEXES = (("RELATES", "doc_id"), ("RELATES", "chunk_id"))
 

@@ -1,4 +1,4 @@
-"""Neo4jGraphStore over FalkorDB's Bolt listener (module arg BOLT_PORT), no Neo4j needed.
+"""Neo4jGraphStore over FalkorDB's Bolt listener (module arg BOLT_PORT).
 
 The whole GraphStore contract (test_contract.GraphStoreContract) runs here on
 `Neo4jGraphStore("bolt://127.0.0.1:<bolt port>")` against the embedded FalkorDB.
@@ -9,7 +9,8 @@ relation candidates / neighbours, find_entities, chunks_mentioning, read_query c
 JSON values (nodes, edges, paths), the console's keyword scan refusing writes, syntax
 errors as QueryError, hostile strings verbatim, row-limit truncation, clear.
 
-Differs, marked xfail(strict) below because FalkorDB's Bolt listener cannot do it:
+Differs, marked xfail(strict) below because FalkorDB's Bolt listener cannot do it (both
+pass on a real Neo4j: test_contract.py's neo4j runs, on the session's embedded Neo4j):
 - engine-level read-only: a read transaction (`execute_read`) runs a CREATE anyway; only
   the keyword scan in `read_query` stops writes over Bolt;
 - query timeout: the transaction timeout the driver sends is ignored, so a slow console
