@@ -132,7 +132,8 @@ class GraphStoreContract:
         assert store.stats() == first
         assert first.nodes == {"Document": 2, "Chunk": 5, "Entity": 4, "Proposition": 2}
         assert first.relationships == {
-            "PART_OF": 5, "NEXT": 3, "MENTIONED_IN": 8, "RELATES": 4, "FROM": 2, "ABOUT": 4,
+            "PART_OF": 5, "NEXT": 3, "MENTIONED_IN": 8, "SYNONYM": 0, "RELATES": 4, "FROM": 2,
+            "ABOUT": 4,
         }  # fmt: skip
 
     def test_batches_larger_than_one_write(self, store: CypherGraphStore) -> None:
