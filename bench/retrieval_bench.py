@@ -417,6 +417,8 @@ def main() -> None:
         for name in RETRIEVERS[1:]:
             report["vs_dense"][name] = paired(report["retrieval"]["dense"],
                                               report["retrieval"][name])
+        # The retrieval part is kept even if the answers fail or are interrupted.
+        (OUT / "retrieval_bench.json").write_text(json.dumps(report, indent=1))
         if args.qa_n:
             report["answers"] = run_answers(c, records, report_ids[: args.qa_n], gold)
     finally:

@@ -218,3 +218,33 @@ def test_kgrag_search_json_and_questions_file(kgrag_env: Path, tmp_path: Path) -
     assert lines[0]["retriever"] == "bm25" and "Oakridge" in lines[3]["hits"][0]["text"]
     result = runner.invoke(app, ["search"])
     assert result.exit_code == 2 and "give a question" in result.stderr
+
+
+def test_extracted_facts_seed_pagerank_and_leave_with_their_document(
+        kgrag_env: Path, tmp_path: Path, scripted_llm: object) -> None:
+    """Query-to-fact linking (HippoRAG 2): extraction writes "subject predicate object"
+    vectors; a question close to a fact seeds both its ends; a delete removes them."""
+    from flows.components import FACT_INDEX, Components
+    from flows.delete import delete_documents
+    from flows.ingest import ingest_corpus
+    from tests.corpus import write_corpus
+
+    ingest_corpus([str(write_corpus(tmp_path / "corpus"))], extract=True)
+    c = Components()
+    try:
+        facts = c.index(FACT_INDEX).ids()
+        assert facts and all(f.startswith("fact:ent_") for f in facts)
+        found = c.retriever("ppr").search("Danube related to Vienna", 3)
+        assert "fact" in {s.via for s in found.seeds}, found.seeds
+        danube = [d for d in c.graph.document_hashes()
+                  if "Danube" in c.graph.chunks_of_document(d)[0].text]
+    finally:
+        c.close()
+    delete_documents(danube)
+    c = Components()
+    try:
+        left = c.index(FACT_INDEX).ids()
+        assert left and len(left) < len(facts)
+        assert not any(entity_id("Danube") in f for f in left)
+    finally:
+        c.close()
