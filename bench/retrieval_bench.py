@@ -40,10 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from qa_bench import (
     CACHE,
     OUT,
+    build_corpus,
     exact_match,
     f1,
     halueval_qa,
-    paragraph_title,
     paragraphs,
 )
 
@@ -78,19 +78,10 @@ def text_key(text: str) -> str:
 
 def write_corpus(records: list[dict[str, str]], ids: list[int], path: Path
                  ) -> dict[int, list[str]]:
-    """One JSONL line per hop passage; returns each question's gold passage keys
-    (`text_key` of each passage)."""
-    gold: dict[int, list[str]] = {}
-    with path.open("w", encoding="utf-8") as f:
-        for i in ids:
-            keys = []
-            for j, text in enumerate(paragraphs(records[i]["knowledge"])):
-                key = f"halueval-{i}-{j}"
-                f.write(json.dumps({"id": key, "title": paragraph_title(text),
-                                    "text": text}) + "\n")
-                keys.append(text_key(text))
-            gold[i] = keys
-    return gold
+    """qa_bench's corpus (one JSONL line per hop passage); returns each question's gold
+    passages as `text_key`s."""
+    build_corpus(records, ids, [], path)
+    return {i: [text_key(p) for p in paragraphs(records[i]["knowledge"])] for i in ids}
 
 
 def configure(data_dir: Path) -> None:
