@@ -155,8 +155,11 @@ class EmbeddedFalkorServer:
     def _reuse(self, state: dict[str, Any]) -> FalkorServerStatus:
         """The recorded server is alive: wait until it answers (it may still be loading)."""
         port = int(state["port"])
-        deadline = time.monotonic() + self.start_timeout_s
+        started = time.monotonic()
+        deadline = started + self.start_timeout_s
         while not _answers_ping(HOST, port):
+            if time.monotonic() - started < LOAD_TIMEOUT_S and _loading(HOST, port):
+                deadline = max(deadline, time.monotonic() + 5.0)
             if time.monotonic() > deadline:
                 raise ServiceError(
                     f"the embedded FalkorDB server (pid {state['pid']}) runs but does not "
@@ -243,8 +246,11 @@ class EmbeddedFalkorServer:
         return self._pick_port(wanted, "bolt_port")
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], port: int, bolt: int | None) -> None:
-        deadline = time.monotonic() + self.start_timeout_s
+        started = time.monotonic()
+        deadline = started + self.start_timeout_s
         while time.monotonic() < deadline:
+            if time.monotonic() - started < LOAD_TIMEOUT_S and _loading(HOST, port):
+                deadline = max(deadline, time.monotonic() + 5.0)  # a big graph: keep waiting
             if proc.poll() is not None:
                 tail = _tail(self.log_file)
                 if "address already in use" in tail.lower() and self.settings.falkor_port == 0:
@@ -393,6 +399,25 @@ def _accepts(host: str, port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+#: How long a server that says it is still loading its data (replaying a large append-only
+#: file after a restart) is waited for, beyond the start timeout.
+LOAD_TIMEOUT_S = 1800.0
+
+
+def _loading(host: str, port: int) -> bool:
+    """The server answers, but only "LOADING": it is replaying its data."""
+    client = _client(host, port, 2.0)
+    try:
+        client.ping()
+        return False
+    except redis.exceptions.BusyLoadingError:
+        return True
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
 
 
 def _answers_ping(host: str, port: int) -> bool:
