@@ -42,7 +42,7 @@ $(STAMP): pyproject.toml
 $(MODEL): | $(STAMP)
 	$(BIN)/python -m core.model_files --variant 0.5b
 
-# The grounding checker is trained here, once (~10 min on 2 CPU cores; resumes if cut off).
+# The grounding checker is trained here, once (~17 CPU-minutes; resumes if cut off).
 $(CHECKER): | $(STAMP)
 	$(BIN)/kgrag models train-checker
 

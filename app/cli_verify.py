@@ -217,7 +217,7 @@ def train_checker(
         "data_dir/models/grounding-checker)."),
 ) -> None:
     """Train the grounding checker (cross-encoder from the shipped MiniLM weights, on
-    HaluEval dialogue and VitaminC pairs; ~10 min on 2 CPU cores). Resumes an interrupted
+    HaluEval dialogue and VitaminC pairs; ~17 CPU-minutes). Resumes an interrupted
     run; does nothing when the checker exists (--force retrains)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -11,6 +11,9 @@ from typer.testing import CliRunner
 from app.cli import app
 from tests.checker import tiny_checker_dir
 
+# The tiny checker trains once per session (about a minute on two free cores; far more on
+# a loaded machine), in the first test that needs it.
+pytestmark = pytest.mark.timeout(1800)
 runner = CliRunner()
 PASSAGE = ("Marie Curie was born in Warsaw in 1867. She married Pierre Curie in 1895. "
            "She won the Nobel Prize in Physics in 1903.")
