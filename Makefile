@@ -33,21 +33,22 @@ SPACY_SHA256 := e94cbf6c242453a89af524aaea8e08917b420c11792d6ac662d166b591059779
 # AMX kernels, built with GCC 12, hand ldtilecfg a half-written tile config (the intrinsic
 # declares an 8-byte read, so the compiler drops the other stores) and any prompt over one
 # token dies with a general protection fault in libggml-cpu.so. AVX-512 stays. pip's wheel
-# cache is keyed by the sdist alone, so the wheel is built with --no-cache-dir into .whl/,
-# in a folder named by the version and these flags; change either and it is rebuilt
-# (~5 min on 2 cores).
+# cache is keyed by the sdist alone, so the wheel is built with --no-cache-dir into the
+# user's cache (shared by every checkout on this machine, like pip's), in a folder named by
+# the version, these flags and the CPU; change any and it is rebuilt (~5 min on 2 cores).
 LLAMA_VERSION := $(shell sed -n 's/.*"llama-cpp-python==\([^"]*\)".*/\1/p' pyproject.toml)
 NO_AMX        := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 LLAMA_CMAKE   := -DGGML_NATIVE=ON -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
-LLAMA_BUILD   := llama-cpp-python-$(LLAMA_VERSION)-$(shell echo "$(LLAMA_CMAKE)" | sha256sum | cut -c1-8)
+LLAMA_BUILD   := llama-cpp-python-$(LLAMA_VERSION)-$(shell (echo "$(LLAMA_CMAKE)"; grep -m2 -E '^(model name|flags)' /proc/cpuinfo) | sha256sum | cut -c1-8)
+LLAMA_WHEELS  := $(HOME)/.cache/kgrag/wheels/$(LLAMA_BUILD)
 LLAMA_STAMP   := $(VENV)/.$(LLAMA_BUILD)
 
 $(LLAMA_STAMP):
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	ls .whl/$(LLAMA_BUILD)/*.whl >/dev/null 2>&1 || CMAKE_ARGS="$(LLAMA_CMAKE)" \
+	ls $(LLAMA_WHEELS)/*.whl >/dev/null 2>&1 || CMAKE_ARGS="$(LLAMA_CMAKE)" \
 		$(BIN)/python -m pip wheel -q --no-deps --no-cache-dir --no-binary llama-cpp-python \
-		llama-cpp-python==$(LLAMA_VERSION) -w .whl/$(LLAMA_BUILD)
-	$(BIN)/python -m pip install -q --force-reinstall --no-deps .whl/$(LLAMA_BUILD)/*.whl
+		llama-cpp-python==$(LLAMA_VERSION) -w $(LLAMA_WHEELS)
+	$(BIN)/python -m pip install -q --force-reinstall --no-deps $(LLAMA_WHEELS)/*.whl
 	touch $@
 
 $(STAMP): $(LLAMA_STAMP)
