@@ -227,6 +227,9 @@ def main() -> None:
             if subset:
                 report["results"][set_name][name] = run(checker, subset, log,
                                                         f"{name} on {set_name}")
+                partial = OUT / "verify_bench.partial.json"  # survives a cut-off run
+                OUT.mkdir(parents=True, exist_ok=True)
+                partial.write_text(json.dumps(report, indent=1))
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["sizes"] = {"QA": args.qa, "summarization": args.summ}
     OUT.mkdir(parents=True, exist_ok=True)
