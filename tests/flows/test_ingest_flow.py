@@ -64,7 +64,11 @@ def test_lexical_ingest_lands_good_files_and_reports_bad_ones(
     snap = snapshot()
     assert len(snap["documents"]) == 3
     assert len(snap["vectors"][CHUNK_INDEX]) == len(snap["chunks"]) == s["chunks"]
-    assert snap["entities"] == set()
+    # No LLM: the mention layer's spaCy entities only, no facts.
+    names = {name for _, name in snap["entities"]}
+    assert {"Marie Curie", "Warsaw", "Danube"} <= names, names
+    assert snap["relations"] == set() and snap["propositions"] == set()
+    assert s["mention_entities"] >= len(names) and s["mentions"] == len(snap["mentions"])
 
 
 def test_unchanged_corpus_does_no_embedding_work(kgrag_env: Path, tmp_path: Path,
