@@ -98,6 +98,7 @@ demo: setup
 	$(BIN)/kgrag ingest $(SAMPLES)
 	$(BIN)/kgrag graph stats
 	$(BIN)/kgrag cypher "MATCH (s:Entity)-[r:RELATES]->(o:Entity) RETURN s.name AS subject, r.predicate AS predicate, o.name AS object, r.judge_score AS support ORDER BY support DESC LIMIT 15"
+	$(BIN)/kgrag search "Which institute did the daughter of Marie Curie direct?" --k 3
 	$(BIN)/kgrag ask "Who shared the 1903 Nobel Prize in Physics with Marie Curie?"
 	$(BIN)/kgrag ask "Which institute did the daughter of Marie Curie direct?" --mode tog
 	$(BIN)/kgrag doctor
