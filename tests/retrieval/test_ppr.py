@@ -73,7 +73,7 @@ def test_pagerank_reaches_the_second_hop_that_dense_ranks_low(
         assert dense_keys.index("oakridge") >= 2, dense_keys
         # PageRank walks Anna Kowalska -> her passage -> Oakridge -> the river passage.
         assert set(ppr_keys[:2]) == {"kowalska", "oakridge"}, ppr_keys
-        assert [s.name for s in ppr.seeds][0] == "Anna Kowalska"
+        assert ppr.seeds[0].name == "Anna Kowalska"
         assert not ppr.note
         # `kgrag search --json` carries the same: hits with text, seeds, no fallback note.
         data = search_passages(q, "ppr", 2, c)
@@ -149,7 +149,7 @@ def test_mention_layer_is_written_without_llm_and_deleted_with_its_document(
         synonyms = {tuple(sorted((r["a"], r["b"]))) for r in g.read_query(
             "MATCH (a:Entity)-[s:SYNONYM]->(b:Entity) RETURN a.name AS a, b.name AS b").rows}
         assert ("Walt Disney", "Walt Disney Company") in synonyms  # name cosine 0.85
-        assert ENTITY_VECTORS(c) >= {entity_id("Walt Disney"), entity_id("Walt Disney Company")}
+        assert entity_vectors(c) >= {entity_id("Walt Disney"), entity_id("Walt Disney Company")}
         doc_b = [d for d in g.document_hashes()
                  if "Kowalski" in g.chunks_of_document(d)[0].text]
         report = delete_documents(doc_b)
@@ -159,14 +159,14 @@ def test_mention_layer_is_written_without_llm_and_deleted_with_its_document(
         assert g.read_query("MATCH ()-[s:SYNONYM]->() RETURN count(s) AS n").rows[0]["n"] == 0
         c2 = Components()
         try:
-            assert entity_id("Walt Disney Company") not in ENTITY_VECTORS(c2)
+            assert entity_id("Walt Disney Company") not in entity_vectors(c2)
         finally:
             c2.close()
     finally:
         c.close()
 
 
-def ENTITY_VECTORS(c: object) -> set[str]:  # noqa: N802 - reads like the constant it checks
+def entity_vectors(c: object) -> set[str]:
     from flows.components import ENTITY_INDEX
 
     return set(c.index(ENTITY_INDEX).ids())  # type: ignore[attr-defined]
