@@ -123,12 +123,13 @@ class PageRankRetriever:
                                             [h.chunk_id for h in lexical]], depth)
             dense_hits = [Hit(h.chunk_id, h.score) for h in fused]
         scores = np.zeros(snap.n_entities + snap.n_passages)
+        ranking = "dense + BM25" if self.lexical is not None else "dense"
         if not snap.n_entities:
-            out.note = "the graph has no entities yet: dense ranking"
+            out.note = f"the graph has no entities yet: {ranking} ranking"
         else:
             out.seeds = self.seed_entities(question, qvec, snap)
             if not out.seeds:
-                out.note = "no question entity linked to the graph: dense ranking"
+                out.note = f"no question entity linked to the graph: {ranking} ranking"
         if out.note:
             out.hits = [PassageHit(h.id, float(h.score)) for h in dense_hits[:k]]
             out.seconds = time.perf_counter() - started

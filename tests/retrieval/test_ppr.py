@@ -101,9 +101,12 @@ def test_a_hub_entity_does_not_dominate(kgrag_env: Path, tmp_path: Path) -> None
         c.close()
 
 
-def test_no_linked_entity_or_an_empty_graph_falls_back_to_dense(kgrag_env: Path,
-                                                                 tmp_path: Path) -> None:
+def test_no_linked_entity_or_an_empty_graph_falls_back_to_dense(
+        kgrag_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from flows.components import Components
+
+    for key, value in GRAPH_FIRST.items():  # dense passage seeds: the fallback is dense
+        monkeypatch.setenv(key, value)
 
     c = Components()
     try:
