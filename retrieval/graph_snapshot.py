@@ -187,7 +187,7 @@ class SnapshotCache:
         g = self.graph
         relations = g.edges("relations") if self.relation_weight > 0 else []
         return GraphSnapshot.build(
-            g.entity_names(), list(g.chunk_texts()), g.edges("mentions"),
+            g.entity_names(), g.chunk_ids(), g.edges("mentions"),
             g.edges("synonyms") if self.synonym_weight > 0 else [], relations,
             synonym_weight=self.synonym_weight, relation_weight=self.relation_weight,
             fingerprint=fingerprint)

@@ -271,6 +271,10 @@ class CypherGraphStore(ABC):
         """Every entity's name by id."""
         return {r["id"]: r["name"] or "" for r in self._paged(queries.ENTITY_NAMES)}
 
+    def chunk_ids(self) -> list[str]:
+        """Every chunk's id (the passage nodes of the PageRank snapshot)."""
+        return [r["id"] for r in self._paged(queries.CHUNK_IDS)]
+
     def chunk_texts(self) -> dict[str, str]:
         """Every chunk's text by id (for lexical indexes built from the graph)."""
         return {r["id"]: r["text"] or "" for r in self._paged(queries.CHUNK_TEXTS)}

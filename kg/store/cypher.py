@@ -248,6 +248,13 @@ ORDER BY id
 SKIP $skip LIMIT $limit
 """
 
+CHUNK_IDS = """
+MATCH (c:Chunk)
+RETURN c.id AS id
+ORDER BY id
+SKIP $skip LIMIT $limit
+"""
+
 CHUNK_TEXTS = """
 MATCH (c:Chunk)
 RETURN c.id AS id, c.text AS text
