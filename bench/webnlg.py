@@ -12,19 +12,18 @@ read backwards it is text with gold triples, which is how `extract_bench.py` use
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from core.pypi import pypi_file
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 BIGBENCH_VERSION = "1.0.0"
 _BIGBENCH_SDIST = f"bigbench-{BIGBENCH_VERSION}.tar.gz"
-_BIGBENCH_SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
+BIGBENCH_SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
 _BIGBENCH_TASKS = f"bigbench-{BIGBENCH_VERSION}/bigbench/benchmark_tasks/"
 _TRIPLE = re.compile(r"\(([^|]*?) \| ([^|]*?) \| (.*?)\)(?=, \(|$)")
 
@@ -42,45 +41,6 @@ class WebNLGRecord:
     triples: tuple[Triple, ...]
 
 
-def pypi_sdist(package: str, version: str, sha256: str, cache: Path = CACHE) -> Path:
-    """The sdist `<package>-<version>.tar.gz` under `cache`, fetched once by pip.
-
-    Plain `pip download` cannot fetch bigbench 1.0.0: pip prepares the sdist's metadata,
-    meets a direct-URL dependency (bleurt) and refuses it before saving the archive. So
-    this asks pip's own package finder (same index settings, certificates, proxies) for the
-    link and streams the file through pip's session, checking the pinned sha256. Nothing
-    is built or installed.
-    """
-    name = f"{package}-{version}.tar.gz"
-    path = cache / name
-    if path.is_file():
-        return path
-    from pip._internal.commands import create_command  # pip's client, not a private index
-
-    command: Any = create_command("download")
-    options, _ = command.parse_args(["--no-deps", "--quiet", f"{package}=={version}"])
-    with command.main_context():
-        session = command.get_default_session(options)
-        finder = command._build_package_finder(options=options, session=session)
-        links = [c.link for c in finder.find_all_candidates(package) if c.link.filename == name]
-        if not links:
-            raise FileNotFoundError(f"no {name} on the configured package index")
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{name}.tmp-{os.getpid()}")
-        digest = hashlib.sha256()
-        with session.get(links[0].url_without_fragment, stream=True) as response, \
-                tmp.open("wb") as out:
-            response.raise_for_status()
-            for block in response.iter_content(1 << 20):
-                digest.update(block)
-                out.write(block)
-    if digest.hexdigest() != sha256:
-        tmp.unlink()
-        raise ValueError(f"{name}: sha256 {digest.hexdigest()} is not the pinned {sha256}")
-    os.replace(tmp, path)
-    return path
-
-
 def bigbench_task(task: str, cache: Path = CACHE) -> Path:
     """The folder of BIG-bench task `task` (e.g. `gem/webnlg_en`) under `cache/bigbench/`.
 
@@ -91,7 +51,7 @@ def bigbench_task(task: str, cache: Path = CACHE) -> Path:
     if (folder / "task.json").is_file():
         return folder
     prefix = f"{_BIGBENCH_TASKS}{task}/"
-    sdist = pypi_sdist("bigbench", BIGBENCH_VERSION, _BIGBENCH_SHA256, cache)
+    sdist = pypi_file("bigbench", BIGBENCH_VERSION, _BIGBENCH_SDIST, BIGBENCH_SHA256, cache)
     found = 0
     with tarfile.open(sdist, mode="r|gz") as archive:  # one streaming pass
         for member in archive:

