@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import time
 from enum import StrEnum
+from pathlib import Path
 
 import typer
 from rich.markup import escape
@@ -106,6 +109,10 @@ def ask(
         "checked and ranked; prints the short answer and every candidate (more LLM calls; "
         "default: the answer_method setting)."),
     json_out: bool = typer.Option(False, "--json", help="The answer as one JSON document."),
+    show_timings: bool = typer.Option(
+        False, "--timings", help="Print where the seconds went: process start and imports, "
+        "opening the stores, loading the models, planning, retrieval, the LLM's prompt "
+        "evaluation / decoding / sampling, verification (always in --json's cost.timings)."),
 ) -> None:
     """Answer a question from the graph and the documents: each sentence cites its sources
     and is checked against them; prints reasoning paths, verdicts and cost."""
@@ -113,16 +120,52 @@ def ask(
         err.print('[bold red]error:[/] the question is empty\n[yellow]fix:[/] kgrag ask '
                   '"Who shared the 1903 Nobel Prize in Physics with Marie Curie?"')
         raise typer.Exit(2)
-    from core.settings import get_settings
-    from flows.qa import ask as ask_question
+    from core import timing
 
-    if not json_out:
-        err.print("[dim]thinking...[/]")
-    settings = get_settings()
-    if sure:
-        settings = settings.model_copy(update={"answer_method": "sure"})
-    answer = ask_question(question, mode.value if mode else None, settings)
+    started = process_start()
+    with timing.timings() as record:
+        timing.add("python start + CLI imports", time.time() - started)
+        with timing.stage("imports"):
+            from core.settings import get_settings
+            from flows.qa import ask as ask_question
+
+        if not json_out:
+            err.print("[dim]thinking...[/]")
+        settings = get_settings()
+        if sure:
+            settings = settings.model_copy(update={"answer_method": "sure"})
+        answer = ask_question(question, mode.value if mode else None, settings)
+    total = time.time() - started
+    answer.cost.timings = whole_run(record, total)
     if json_out:
-        print_json(answer.to_json())
-    else:
-        print_answer(answer)
+        print_json(answer.to_json() | {"total_seconds": round(total, 3)})
+        return
+    print_answer(answer)
+    if show_timings:
+        print_timings(answer.cost.timings, total)
+
+
+def process_start() -> float:
+    """When this process started (epoch seconds), from /proc; now where /proc is missing."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in
+                    Path("/proc/stat").read_text().splitlines() if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()
+
+
+def whole_run(record: dict[str, float], total: float) -> dict[str, float]:
+    """The stages of the run, and `other` for the seconds no stage claimed: they sum to
+    `total`."""
+    stages = {k: round(v, 4) for k, v in record.items()}
+    stages["other"] = round(max(0.0, total - sum(stages.values())), 4)
+    return stages
+
+
+def print_timings(stages: dict[str, float], total: float) -> None:
+    out.print(f"\n[bold]Timings[/] (total {total:.2f}s)")
+    for name, seconds in sorted(stages.items(), key=lambda kv: -kv[1]):
+        share = seconds / total if total else 0.0
+        out.print(f"  {name:<32}{seconds:>8.2f}s {share:>6.1%}")

@@ -27,6 +27,9 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"{s['relations_dropped']} dropped by the judge, {s['propositions']} propositions, "
         f"{len(s['failed_chunks'])} chunks failed extraction"
     )
+    if s.get("triples_dropped"):
+        out.print("[bold]triples dropped[/] (before the judge): " + ", ".join(
+            f"{n} {why}" for why, n in sorted(s["triples_dropped"].items())))
     if s.get("llm"):
         u = s["llm"]
         out.print(f"[bold]LLM[/]: {u['calls']} calls ({u['cached_calls']} cached), "

@@ -155,6 +155,9 @@ class Cost(AnswerRecord):
     completion_tokens: int = 0
     llm_seconds: float = 0.0
     seconds: float = 0.0
+    # Where the seconds went (core.timing): plan, retrieve, generate, verify, and the
+    # model's own split (llm prompt eval, llm decode, llm sampling + grammar + wait).
+    timings: dict[str, float] = Field(default_factory=dict)
 
 
 class LinkedEntityRecord(AnswerRecord):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core import timing
 from core.errors import ModelNotFoundError
 from core.settings import DEFAULT_EMBED_MODEL, Settings
 
@@ -80,7 +81,8 @@ class SentenceTransformerEmbedder:
         """Loaded on first use: importing kgrag stays fast."""
         with self._lock:
             if self._model is None:
-                self._model = self._load()
+                with timing.stage("load embedder"):
+                    self._model = self._load()
             return self._model
 
     def _load(self) -> SentenceTransformer:

@@ -7,7 +7,7 @@ package finder (the same index settings, certificates and proxies as `pip instal
 file's link and streams it through pip's session, checking the pinned sha256. Nothing is
 built or installed.
 
-    >>> sdist = pypi_file("bigbench", "1.0.0", "bigbench-1.0.0.tar.gz", SHA, cache)  # doctest: +SKIP
+    >>> pypi_file("bigbench", "1.0.0", "bigbench-1.0.0.tar.gz", SHA, cache)  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -164,6 +164,12 @@ class Settings(BaseSettings):
         default=True, description="Extract a knowledge graph (one LLM call per chunk) during "
         "ingest; off: only the lexical graph (documents, chunks) and vectors."
     )
+    extract_format: Literal["lines", "json"] = Field(
+        default="lines", description="Extraction output: `lines` (one `subject | predicate | "
+        "object` line per fact, decoded without a grammar; a reply with no triple is asked "
+        "again once in json) or `json` (entities + propositions + triples under a JSON-schema "
+        "grammar: the distillation format, slower). See bench/README.md."
+    )
     mention_layer: bool = Field(
         default=True, description="Write the mention layer at ingest (no LLM call): spaCy "
         "finds each chunk's entity mentions -> Entity nodes, MENTIONED_IN {count}, and "
@@ -177,9 +183,10 @@ class Settings(BaseSettings):
         default=0.8, ge=0, le=1, description="Entities whose name embeddings have at least "
         "this cosine get a SYNONYM edge (HippoRAG 2: 0.8)."
     )
-    judge: Literal["grounding", "llm", "off"] = Field(
+    judge: Literal["grounding", "checker", "llm", "off"] = Field(
         default="grounding", description="Triple judge: `grounding` (name grounding + "
-        "embedding support, no LLM call), `llm` (one call per chunk), or `off`."
+        "embedding support, no LLM call), `checker` (the trained grounding checker scores "
+        "each triple against its chunk, no LLM call), `llm` (one call per chunk), or `off`."
     )
     judge_threshold: float = Field(
         default=0.7, ge=0, le=1, description="Triples scoring below this are dropped. 0.7: "
@@ -305,6 +312,12 @@ class Settings(BaseSettings):
     rag_top_k: int = Field(default=4, gt=0, description="Chunks chunk retrieval returns.")
     answer_max_tokens: int = Field(
         default=384, gt=0, description="Completion budget of the answer generation call."
+    )
+    answer_format: Literal["lines", "json"] = Field(
+        default="lines", description="Answer output: `lines` (\"Answer: ...\" then cited "
+        "sentences as plain text, decoded without a grammar, at most 160 tokens) or `json` "
+        "(the same under a JSON-schema grammar: slower on a local model). See "
+        "bench/README.md (qa_latency)."
     )
     answer_method: Literal["cited", "sure"] = Field(
         default="cited", description="`cited`: one call writes cited sentences; `sure` "

@@ -22,7 +22,7 @@ from flows.progress import report
 from flows.runners import extract_fanned_out, fans_out
 from flows.summary import IngestSummary, Problem
 from kg.extract import ChunkContext, ChunkExtraction, ChunkExtractor
-from kg.judge import GroundingJudge, LLMTripleJudge, TripleJudge, judge
+from kg.judge import CheckerJudge, GroundingJudge, LLMTripleJudge, TripleJudge, judge
 from kg.resolve import (
     ChainResolver,
     EmbeddingResolver,
@@ -92,11 +92,15 @@ class GraphBuilder:
         self.c = c
         s = c.settings
         concurrency = s.llm_concurrency if s.llm_backend == "openai" else 1
-        self.extractor = ChunkExtractor(c.llm, concurrency=concurrency)
+        self.extractor = ChunkExtractor(c.llm, concurrency=concurrency, output=s.extract_format)
         self.remote_usage = Usage()  # spent by task-runner workers (task_runner=dask)
         self.judge: TripleJudge | None = None
         if s.judge == "grounding":
             self.judge = GroundingJudge(c.embedder.embed, s.judge_threshold)
+        elif s.judge == "checker":
+            from retrieval.checker import CrossEncoderGroundingChecker
+
+            self.judge = CheckerJudge(CrossEncoderGroundingChecker.load(s), s.judge_threshold)
         elif s.judge == "llm":
             self.judge = LLMTripleJudge(c.llm, s.judge_threshold)
         self.resolver = ChainResolver([
@@ -118,11 +122,19 @@ class GraphBuilder:
         return results
 
     def contexts(self, docs: Sequence[Document], chunks: Sequence[Chunk]) -> list[ChunkContext]:
+        """Each chunk with its title, the preceding chunk and its spaCy mentions (names the
+        triple checks never split; with the mention layer off, none)."""
         titles = {d.id: d.title for d in docs}
+        ordered = sorted(chunks, key=lambda x: (x.doc_id, x.position))
+        names: list[tuple[str, ...]] = [()] * len(ordered)
+        if self.c.settings.mention_layer:
+            analyses = self.c.text_analyser.analyse([ch.text for ch in ordered])
+            names = [tuple(m.text for m in a.mentions) for a in analyses]
         previous: dict[str, str] = {}
         out = []
-        for ch in sorted(chunks, key=lambda x: (x.doc_id, x.position)):
-            out.append(ChunkContext(ch, titles.get(ch.doc_id, ""), previous.get(ch.doc_id, "")))
+        for ch, mentioned in zip(ordered, names, strict=True):
+            out.append(ChunkContext(ch, titles.get(ch.doc_id, ""), previous.get(ch.doc_id, ""),
+                                    mentioned))
             previous[ch.doc_id] = ch.text
         return out
 
@@ -145,6 +157,8 @@ class GraphBuilder:
         entities: dict[str, Entity] = {}
         mentions, relations, propositions = [], [], []
         for r in results:
+            for reason, n in r.drops.items():
+                s.triples_dropped[reason] = s.triples_dropped.get(reason, 0) + n
             if r.failed:
                 s.failed_chunks.append(Problem(r.chunk_id, r.error or "", "extraction"))
                 continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import cast, get_args
 
+from core import timing
 from core.answer import Answer
 from core.errors import KgragError
 from core.llm.base import ChatModel
@@ -42,8 +43,7 @@ def answer_question(question: str, mode: str | None = None,
                     components: Components | None = None) -> Answer:
     """Answer with long-lived `components` (the UI keeps one set per process); they stay
     open. `mode`: auto | rag | tog | direct, None for the `qa_mode` setting."""
-    if mode is not None and mode not in MODES:
-        raise KgragError(f"unknown mode {mode!r}", hint=f"use one of {', '.join(MODES)}")
+    _checked(mode)
     c = components or Components.from_settings(get_settings())
     pipeline = c.__dict__.get("_qa_pipeline")
     if pipeline is None:
@@ -51,11 +51,22 @@ def answer_question(question: str, mode: str | None = None,
     return pipeline.ask(question, cast(AskMode | None, mode))
 
 
+def _checked(mode: str | None) -> str | None:
+    if mode is not None and mode not in MODES:
+        raise KgragError(f"unknown mode {mode!r}", hint=f"use one of {', '.join(MODES)}")
+    return mode
+
+
 def ask(question: str, mode: str | None = None, settings: Settings | None = None
         ) -> Answer:
     """Answer one question with the configured backends, then release them."""
-    c = Components.from_settings(settings or get_settings())
+    _checked(mode)
+    with timing.stage("open stores"):
+        c = Components.from_settings(settings or get_settings())
     try:
-        return answer_question(question, mode, c)
+        with timing.stage("open stores"):
+            pipeline = c.__dict__["_qa_pipeline"] = build_pipeline(c)
+        return pipeline.ask(question, cast(AskMode | None, mode))
     finally:
-        c.close()
+        with timing.stage("close"):
+            c.close()

@@ -138,7 +138,7 @@ def extract_chunk(settings: Settings, context: ChunkContext) -> tuple[ChunkExtra
     from core.llm.usage import UsageCountingChatModel
 
     counted = UsageCountingChatModel(_worker_model(settings))
-    extraction = ChunkExtractor(counted).run([context])[0]
+    extraction = ChunkExtractor(counted, output=settings.extract_format).run([context])[0]
     return extraction, counted.usage
 
 

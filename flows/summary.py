@@ -39,6 +39,7 @@ class IngestSummary:
     entities: int = 0
     relations_kept: int = 0
     relations_dropped: int = 0
+    triples_dropped: dict[str, int] = field(default_factory=dict)  # before the judge, by reason
     propositions: int = 0
     failed_chunks: list[Problem] = field(default_factory=list)
     llm: dict[str, Any] = field(default_factory=dict)
@@ -68,6 +69,9 @@ class IngestSummary:
             f"the judge {self.relations_dropped}, propositions {self.propositions}, "
             f"failed chunks {len(self.failed_chunks)}.",
         ]
+        if self.triples_dropped:
+            lines.append("Triples dropped before the judge: " + ", ".join(
+                f"{n} {why}" for why, n in sorted(self.triples_dropped.items())) + ".")
         if self.llm:
             lines.append(f"LLM: {self.llm.get('calls', 0)} calls "
                          f"({self.llm.get('cached_calls', 0)} from cache), "

@@ -1,8 +1,16 @@
-"""One LLM call per chunk: entities, propositions and triples (Distill-SynthKG format).
+"""One LLM call per chunk: the chunk's facts as triples, in one of two output formats.
 
-The output is constrained by a JSON schema (llama.cpp grammar / vLLM guided decoding),
-validated with pydantic, retried by the LLM layers, and on final failure recorded as a
-failed chunk with its reason — never silently empty.
+- `lines` (the default): one `subject | predicate | object` line per fact, decoded without a
+  grammar (about 12 tokens a fact) and parsed line by line (kg/triples.py); a reply cut off
+  at max_tokens keeps its complete lines. Only a reply with no triple at all is asked
+  again, once, in the constrained JSON format.
+- `json`: entities, propositions and triples (the Distill-SynthKG format, and what the
+  distillation teacher writes), constrained by a JSON schema (llama.cpp grammar / vLLM
+  guided decoding) and validated with pydantic.
+
+Either way the triples go through `kg.triples.TripleFilter` (coordinated ends split, ends
+not in the passage or too long dropped, each drop counted by reason), and a chunk whose call
+fails is recorded as a failed chunk with its reason — never silently empty.
 
     >>> extractor = ChunkExtractor(llm)                          # doctest: +SKIP
     >>> results = extractor.run([ChunkContext(chunk, "Paris")])  # doctest: +SKIP
@@ -29,12 +37,17 @@ from core.models import (
     normalise_name,
 )
 from kg import prompts
+from kg.triples import MALFORMED, RawTriple, TripleFilter, parse_lines
 
 MAX_ENTITIES = 25
 MAX_PROPOSITIONS = 15
 MAX_TRIPLES = 25
 MAX_NAME = 100
 MAX_DESCRIPTION = 300
+#: Output budget of the lines format: ~25 facts of ~12 tokens. Not a retry budget: a reply
+#: that reaches it keeps its complete lines.
+LINES_MAX_TOKENS = 320
+FORMATS = ("lines", "json")
 
 
 class ExtractedEntity(BaseModel):
@@ -100,6 +113,7 @@ class ChunkContext:
     chunk: Chunk
     title: str = ""
     previous: str = ""  # the preceding chunk's text (tail), for pronouns and aliases
+    mentions: tuple[str, ...] = ()  # names the passage holds whole (spaCy): never split
 
 
 @dataclass
@@ -116,21 +130,32 @@ class ChunkExtraction:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: bool = False
+    calls: int = 1
+    drops: dict[str, int] = field(default_factory=dict)  # triples dropped, by reason
 
     @property
     def failed(self) -> bool:
         return self.error is not None
 
 
-def build_messages(ctx: ChunkContext) -> list[dict[str, str]]:
-    """The single-call extraction prompt (also the format of distillation data)."""
+def build_messages(ctx: ChunkContext, output: str = "json") -> list[dict[str, str]]:
+    """The single-call extraction prompt in format `output` ("json" is also the format of
+    distillation data). The instructions and the worked example come first and never
+    change, so a local model reuses their KV cache from one chunk to the next."""
     previous = ctx.previous[-400:].strip()
     context = prompts.EXTRACTION_CONTEXT.format(previous=previous) if previous else ""
-    user = prompts.EXTRACTION_USER.format(title=ctx.title or "(untitled)", context=context,
-                                          text=ctx.chunk.text)
-    return [{"role": "system", "content": prompts.EXTRACTION_SYSTEM},
-            {"role": "user", "content": prompts.EXTRACTION_EXAMPLE_USER},
-            {"role": "assistant", "content": prompts.EXTRACTION_EXAMPLE_OUTPUT},
+    if output == "lines":
+        system, example, answer, template = (
+            prompts.EXTRACTION_LINES_SYSTEM, prompts.EXTRACTION_LINES_EXAMPLE_USER,
+            prompts.EXTRACTION_LINES_EXAMPLE_OUTPUT, prompts.EXTRACTION_LINES_USER)
+    else:
+        system, example, answer, template = (
+            prompts.EXTRACTION_SYSTEM, prompts.EXTRACTION_EXAMPLE_USER,
+            prompts.EXTRACTION_EXAMPLE_OUTPUT, prompts.EXTRACTION_USER)
+    user = template.format(title=ctx.title or "(untitled)", context=context, text=ctx.chunk.text)
+    return [{"role": "system", "content": system},
+            {"role": "user", "content": example},
+            {"role": "assistant", "content": answer},
             {"role": "user", "content": user}]
 
 
@@ -143,8 +168,10 @@ def _clean(s: str, limit: int = MAX_NAME) -> str:
     return " ".join(s.split()).strip(" .,;:")[:limit]
 
 
-def to_records(graph: ChunkGraph, chunk: Chunk) -> ChunkExtraction:
-    """Turn validated output into graph records with provenance to `chunk`."""
+def to_records(graph: ChunkGraph, chunk: Chunk, mentions: Sequence[str] = (),
+               malformed: int = 0) -> ChunkExtraction:
+    """Turn validated output into graph records with provenance to `chunk`; triples go
+    through `TripleFilter` (drops counted in `drops`, with `malformed` lines)."""
     out = ChunkExtraction(chunk.id, chunk.doc_id)
     entities: dict[str, Entity] = {}
 
@@ -163,20 +190,19 @@ def to_records(graph: ChunkGraph, chunk: Chunk) -> ChunkExtraction:
             )
         return eid
 
+    checks = TripleFilter(chunk.text, mentions)
     for e in graph.entities[:MAX_ENTITIES]:
-        add_entity(e.name, e.type, e.description)
+        if checks.found(e.name):  # a listed name the passage does not hold is no entity of it
+            add_entity(e.name, e.type, e.description)
     props = [_clean(p, MAX_DESCRIPTION) for p in graph.propositions[:MAX_PROPOSITIONS]]
     prop_entities: dict[int, set[str]] = {i: set() for i in range(len(props))}
-    seen: set[tuple[str, str, str]] = set()
-    for t in graph.triples[:MAX_TRIPLES]:
-        predicate = _clean(t.predicate).lower()
+    raw = [RawTriple(_clean(t.subject), _clean(t.predicate).lower(), _clean(t.object), t.p)
+           for t in graph.triples[:MAX_TRIPLES]]
+    for t in checks.apply(raw):
         s_id, o_id = add_entity(t.subject), add_entity(t.object)
-        if not predicate or s_id is None or o_id is None or s_id == o_id:
+        if s_id is None or o_id is None:
             continue
-        if (s_id, predicate, o_id) in seen:
-            continue
-        seen.add((s_id, predicate, o_id))
-        out.relations.append(Relation(subject_id=s_id, predicate=predicate, object_id=o_id,
+        out.relations.append(Relation(subject_id=s_id, predicate=t.predicate, object_id=o_id,
                                       chunk_id=chunk.id, doc_id=chunk.doc_id))
         if 0 <= t.p < len(props):
             prop_entities[t.p].update((s_id, o_id))
@@ -191,38 +217,76 @@ def to_records(graph: ChunkGraph, chunk: Chunk) -> ChunkExtraction:
                                             entity_ids=ids))
     out.entities = list(entities.values())
     out.mentions = [Mention(entity_id=eid, chunk_id=chunk.id) for eid in entities]
+    if malformed:
+        checks.drops[MALFORMED] += malformed
+    out.drops = dict(checks.drops)
     return out
 
 
+def lines_graph(text: str) -> tuple[ChunkGraph, int]:
+    """A lines-format reply as a `ChunkGraph` (triples only), and its malformed lines."""
+    triples, malformed = parse_lines(text)
+    graph = ChunkGraph(triples=[ExtractedTriple(subject=t.subject, predicate=t.predicate,
+                                                object=t.object) for t in triples])
+    return graph, malformed
+
+
 class ChunkExtractor:
-    """Extracts each chunk's graph in one schema-constrained LLM call."""
+    """Extracts each chunk's graph in one LLM call (`output`: "lines" or "json")."""
 
     def __init__(self, llm: ChatModel, *, concurrency: int = 1,
-                 max_tokens: int | None = None) -> None:
+                 max_tokens: int | None = None, output: str = "lines") -> None:
+        if output not in FORMATS:
+            raise ValueError(f"unknown extraction format {output!r}; use one of {FORMATS}")
         self.llm = llm
         self.concurrency = concurrency
         self.max_tokens = max_tokens
+        self.output = output
 
-    def request(self, ctx: ChunkContext) -> CompletionRequest:
-        return CompletionRequest.of(build_messages(ctx), json_schema=CHUNK_GRAPH_SCHEMA,
+    def request(self, ctx: ChunkContext, output: str | None = None) -> CompletionRequest:
+        output = output or self.output
+        if output == "lines":
+            return CompletionRequest.of(build_messages(ctx, "lines"),
+                                        max_tokens=self.max_tokens or LINES_MAX_TOKENS,
+                                        temperature=0.0, stop=["\n\n"])
+        return CompletionRequest.of(build_messages(ctx, "json"), json_schema=CHUNK_GRAPH_SCHEMA,
                                     max_tokens=self.max_tokens, temperature=0.0)
 
     async def arun(self, contexts: Sequence[ChunkContext]) -> list[ChunkExtraction]:
         replies = await acomplete_many(self.llm, [self.request(c) for c in contexts],
                                        self.concurrency)
-        return [self._result(ctx, reply) for ctx, reply in zip(contexts, replies, strict=True)]
+        results = [self._result(ctx, reply, self.output)
+                   for ctx, reply in zip(contexts, replies, strict=True)]
+        if self.output == "lines":  # a reply with no triple at all: once more, constrained
+            again = [i for i, r in enumerate(results)
+                     if r.error is not None and not r.error.startswith("llm")]
+            if again:
+                retried = await acomplete_many(
+                    self.llm, [self.request(contexts[i], "json") for i in again], self.concurrency)
+                for i, reply in zip(again, retried, strict=True):
+                    first, second = results[i], self._result(contexts[i], reply, "json")
+                    second.calls = 2
+                    second.prompt_tokens += first.prompt_tokens
+                    second.completion_tokens += first.completion_tokens
+                    results[i] = second
+        return results
 
     def run(self, contexts: Sequence[ChunkContext]) -> list[ChunkExtraction]:
         return asyncio.run(self.arun(contexts))
 
     @staticmethod
-    def _result(ctx: ChunkContext, reply: Completion | BaseException) -> ChunkExtraction:
+    def _result(ctx: ChunkContext, reply: Completion | BaseException,
+                output: str) -> ChunkExtraction:
         chunk = ctx.chunk
         if isinstance(reply, BaseException):
             reason = reply.message if isinstance(reply, KgragError) else repr(reply)
             return ChunkExtraction(chunk.id, chunk.doc_id, error=f"llm: {reason}"[:500])
+        malformed = 0
         try:
-            graph = parse_chunk_graph(reply.text)
+            if output == "lines":
+                graph, malformed = lines_graph(reply.text)
+            else:
+                graph = parse_chunk_graph(reply.text)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
@@ -230,11 +294,13 @@ class ChunkExtractor:
                 chunk.id, chunk.doc_id, error=f"invalid output at {where}: {first['msg']}; "
                 f"output began {reply.text[:120]!r}",
                 prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens)
-        result = to_records(graph, chunk)
+        result = to_records(graph, chunk, ctx.mentions, malformed)
         if not result.entities and not result.relations:
-            # Valid JSON, no facts: a model failure to report, not a fact-free chunk to store.
+            # No usable fact: a model failure to report, not a fact-free chunk to store.
+            dropped = ", ".join(f"{n} {why}" for why, n in sorted(result.drops.items()))
             result.error = (f"empty graph: the model returned {len(graph.entities)} entities and "
-                            f"{len(graph.triples)} triples, none usable; output began "
+                            f"{len(graph.triples)} triples, none usable"
+                            f"{f' ({dropped})' if dropped else ''}; output began "
                             f"{reply.text[:120]!r}")
         result.prompt_tokens = reply.prompt_tokens
         result.completion_tokens = reply.completion_tokens

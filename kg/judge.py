@@ -5,6 +5,9 @@ Two judges behind one interface:
 - `GroundingJudge` (default, zero LLM calls): subject and object must be grounded in the
   chunk text (fuzzy name match) and the verbalised triple must be close in embedding space
   to a sentence of the chunk. Cheap enough to run on every triple.
+- `CheckerJudge` (zero LLM calls): the trained grounding checker (a MiniLM cross-encoder,
+  `kgrag models train-checker`) scores the verbalised triple against the chunk, in pieces
+  the checker fits; a triple's support is its best piece's probability.
 - `LLMTripleJudge`: one batched, schema-constrained call per chunk returning a verdict per
   triple (the GraphJudger setting; best with a tuned judge model on vLLM).
 """
@@ -87,6 +90,32 @@ class GroundingJudge:
                  + self.grounding(names.get(rel.object_id, ""), chunk.text)) / 2
             scores.append(0.5 * g + 0.5 * max(0.0, float(sim)))
         return scores
+
+
+class SupportScorer(Protocol):
+    """What `CheckerJudge` needs of a grounding checker (retrieval.checker)."""
+
+    @property
+    def piece_words(self) -> int: ...
+    def probabilities(self, claims: Sequence[str], texts: Sequence[str]) -> np.ndarray: ...
+
+
+class CheckerJudge:
+    """Support = the trained checker's best probability over the chunk's pieces."""
+
+    def __init__(self, checker: SupportScorer, threshold: float = 0.5) -> None:
+        self.checker = checker
+        self.threshold = threshold
+
+    def score(self, chunk: Chunk, relations: Sequence[Relation],
+              names: dict[str, str]) -> list[float]:
+        from retrieval.verify import split_pieces
+
+        claims = [verbalise(r, names) for r in relations]
+        pieces = split_pieces(chunk.text, self.checker.piece_words) or [chunk.text]
+        probs = self.checker.probabilities([c for c in claims for _ in pieces],
+                                           [p for _ in claims for p in pieces])
+        return [float(x) for x in probs.reshape(len(claims), len(pieces)).max(axis=1)]
 
 
 JUDGE_SCHEMA: dict[str, Any] = {

@@ -49,6 +49,40 @@ EXTRACTION_EXAMPLE_OUTPUT = (
     '"worked on", "object": "Analytical Engine", "p": 1}]}'
 )
 
+# The compact format (kg/triples.py): one fact per line, about 12 tokens a fact. The example
+# keeps every subject and object as written in its passage, since ends that are not in the
+# passage are dropped (a triple "Ada Lovelace | nationality | England" from "English" would be).
+EXTRACTION_LINES_SYSTEM = (
+    "You extract the facts of a passage as triples, one per line:\n"
+    "subject | predicate | object\n"
+    "Subject and object are names, things, dates or numbers written in the passage, one "
+    "thing each: for \"A and B\" write one triple for A and one for B. The predicate is a "
+    "short verb phrase. Replace pronouns with the name they refer to. Use only facts "
+    "stated in the passage. Write nothing else."
+)
+EXTRACTION_LINES_EXAMPLE_USER = (
+    "Document: Ada Lovelace\n"
+    "Passage:\n\"\"\"\nAda Lovelace was an English mathematician born in London in 1815. She "
+    "was taught by Mary Somerville and Augustus De Morgan and worked with Charles Babbage on "
+    "the Analytical Engine.\n\"\"\"\n"
+    "Return the triples."
+)
+EXTRACTION_LINES_EXAMPLE_OUTPUT = (
+    "Ada Lovelace | occupation | mathematician\n"
+    "Ada Lovelace | born in | London\n"
+    "Ada Lovelace | born in year | 1815\n"
+    "Ada Lovelace | taught by | Mary Somerville\n"
+    "Ada Lovelace | taught by | Augustus De Morgan\n"
+    "Ada Lovelace | worked with | Charles Babbage\n"
+    "Ada Lovelace | worked on | Analytical Engine"
+)
+EXTRACTION_LINES_USER = (
+    "Document: {title}\n"
+    "{context}"
+    "Passage:\n\"\"\"\n{text}\n\"\"\"\n"
+    "Return the triples."
+)
+
 EXTRACTION_CONTEXT = "Previous passage (context only, do not extract from it): {previous}\n"
 
 JUDGE_SYSTEM = (

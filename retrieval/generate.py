@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.answer import Evidence, Fact, Sentence, Triple
-from core.llm.base import ChatModel
+from core.llm.base import ChatModel, CompletionRequest, complete
 from core.nlp import split_sentences
 from retrieval import prompts
 from retrieval.chunk_rag import ScoredChunk
@@ -200,14 +200,40 @@ def short_answer(data: dict[str, Any], sentences: Sequence[Sentence]) -> str:
     return text[:SHORT_ANSWER_CHARS]
 
 
+_ANSWER_LINE = re.compile(r"^\W*(?:short\s+)?answer\s*[:\-]\s*(.*)$", re.IGNORECASE)
+_UNKNOWN = {"unknown", "none", "n/a", "not stated", "cannot answer", "no answer"}
+#: Budget of a lines-format answer: the short answer and three cited sentences.
+LINES_MAX_TOKENS = 160
+
+
+def parse_answer_lines(text: str, sources: Sources) -> tuple[str, list[Sentence], bool]:
+    """A lines-format reply -> (short answer, cited sentences, cannot_answer). A reply
+    without an "Answer:" line is all sentences; a reply cut off mid-sentence keeps it."""
+    short, body = "", list[str]()
+    for line in text.strip().splitlines():
+        m = _ANSWER_LINE.match(line.strip())
+        if m and not short and not body:
+            short = _MARKER.sub("", m.group(1)).strip().rstrip(".")
+        elif line.strip():
+            body.append(line.strip())
+    sentences = [Sentence(text=clean, citations=sources.resolve(markers))
+                 for clean, markers in split_cited(" ".join(body))]
+    said_none = bool(sentences) and sentences[0].text.lower().startswith("the sources do not")
+    cannot = short.casefold() in _UNKNOWN or said_none
+    return short[:SHORT_ANSWER_CHARS], sentences, cannot
+
+
 class AnswerGenerator:
-    """One schema-constrained call: numbered sources in, cited sentences out."""
+    """One call: numbered sources in, a short answer and cited sentences out. `output`
+    "lines" (default): plain text decoded without a grammar ("Answer: ..." then sentences
+    with inline [n] citations); "json": the same under a JSON-schema grammar (slower)."""
 
     def __init__(self, llm: ChatModel, *, max_tokens: int = 384,
-                 max_chunk_chars: int = 1200) -> None:
+                 max_chunk_chars: int = 1200, output: str = "lines") -> None:
         self.llm = llm
         self.max_tokens = max_tokens
         self.max_chunk_chars = max_chunk_chars
+        self.output = output
 
     def generate(self, question: str, sources: Sources, *, strict: bool = False
                  ) -> Generated:
@@ -215,6 +241,8 @@ class AnswerGenerator:
         found unsupported sentences."""
         if sources.empty:
             return Generated([Sentence(text=refusal(question))], cannot_answer=True)
+        if self.output == "lines":
+            return self._lines(question, sources, strict)
         system = prompts.ANSWER_SYSTEM + (prompts.ANSWER_STRICT if strict else "")
         user = prompts.ANSWER_USER.format(sources=sources.render(self.max_chunk_chars),
                                           question=question)
@@ -228,6 +256,26 @@ class AnswerGenerator:
                 refusal(question)
             return Generated([Sentence(text=text)], cannot_answer=True)
         return Generated(sentences, short_answer=short_answer(data, sentences))
+
+    def _lines(self, question: str, sources: Sources, strict: bool) -> Generated:
+        system = prompts.ANSWER_LINES_SYSTEM + (prompts.ANSWER_STRICT if strict else "")
+        user = prompts.ANSWER_LINES_USER.format(sources=sources.render(self.max_chunk_chars),
+                                                question=question)
+        messages = [{"role": "system", "content": system},
+                    {"role": "user", "content": prompts.ANSWER_LINES_EXAMPLE_USER},
+                    {"role": "assistant", "content": prompts.ANSWER_LINES_EXAMPLE_OUTPUT},
+                    {"role": "user", "content": user}]
+        request = CompletionRequest.of(messages, max_tokens=min(self.max_tokens,
+                                                                LINES_MAX_TOKENS),
+                                       temperature=0.0, stop=["\n\n", "\nQuestion:"])
+        short, sentences, cannot = parse_answer_lines(complete(self.llm, request).text,
+                                                      sources)
+        if cannot or not sentences:
+            first = sentences[0].text if sentences else ""
+            text = first if first.lower().startswith("the sources do not") else \
+                refusal(question)
+            return Generated([Sentence(text=text)], cannot_answer=True)
+        return Generated(sentences, short_answer=short or short_answer({}, sentences))
 
     def direct(self, question: str) -> Generated:
         """No retrieval (Adaptive-RAG route A): the model answers on its own."""

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
+from core import timing
 from core.answer import (
     Answer,
     CandidateRecord,
@@ -164,7 +165,8 @@ class QuestionAnsweringPipeline:
                 entities_per_relation=s.tog_entities_per_relation, chunks=s.tog_chunks),
             generator=(SuReGenerator(llm, candidates=s.sure_candidates)
                        if s.answer_method == "sure"
-                       else AnswerGenerator(llm, max_tokens=s.answer_max_tokens)),
+                       else AnswerGenerator(llm, max_tokens=s.answer_max_tokens,
+                                            output=s.answer_format)),
             verifier=GroundingVerifier(checker, s.grounding_threshold) if checker else None,
             diagnoser=Diagnoser(embedder, s.relevance_threshold),
             usage_sources=[llm, *([checker_llm] if checker_llm else [])],
@@ -181,8 +183,16 @@ class QuestionAnsweringPipeline:
         question = " ".join(question.split())
         if not question:
             raise KgragError("the question is empty", hint='ask something: kgrag ask "..."')
-        started, usage_before = time.perf_counter(), self.usage()
-        linked, route, rank = self.plan(question, mode)
+        with timing.timings(reuse=True) as stages:
+            started, usage_before = time.perf_counter(), self.usage()
+            answer = self._ask(question, mode)
+            answer.cost = self.cost(usage_before, time.perf_counter() - started)
+        answer.cost.timings = {k: round(v, 4) for k, v in stages.items()}
+        return answer
+
+    def _ask(self, question: str, mode: AskMode | None) -> Answer:
+        with timing.stage("plan"):  # entity linking, the question's PageRank, the router
+            linked, route, rank = self.plan(question, mode)
         answer = Answer(question=question, mode=route.mode, route=route.reason,
                         topic_entities=[LinkedEntityRecord(span=e.span, id=e.entity.id,
                                                            name=e.entity.name,
@@ -190,7 +200,8 @@ class QuestionAnsweringPipeline:
                                         for e in linked])
         if route.mode == "direct":
             try:
-                generated = self.generator.direct(question)
+                with timing.stage("generate"):
+                    generated = self.generator.direct(question)
             except LLMOutputError as exc:
                 log.warning("direct answer returned unusable output: %s", exc)
                 generated = Generated([Sentence(text="The model returned no usable answer.")])
@@ -198,7 +209,6 @@ class QuestionAnsweringPipeline:
             answer.answer = generated.text
         else:
             self.answer_from_evidence(answer, question, route.mode, linked, rank)
-        answer.cost = self.cost(usage_before, time.perf_counter() - started)
         return answer
 
     def plan(self, question: str, mode: AskMode | None = None
@@ -269,17 +279,19 @@ class QuestionAnsweringPipeline:
                 ) -> Attempt:
         sources = Sources.number(retrieved.chunks, retrieved.facts()[:MAX_FACTS])
         try:
-            generated = self.generator.generate(question, sources, strict=strict)
+            with timing.stage("generate"):
+                generated = self.generator.generate(question, sources, strict=strict)
         except LLMOutputError as exc:
             log.warning("answer generation returned unusable output: %s", exc)
             generated = Generated([Sentence(text="The model returned no usable answer.")],
                                   cannot_answer=True)
         sentences = generated.sentences
-        if self.verifier is not None:
-            sentences = self.verifier.verify(sentences, sources,
-                                             cannot_answer=generated.cannot_answer)
-        diagnosis = self.diagnoser.diagnose(question, sources, sentences,
-                                            generated.cannot_answer)
+        with timing.stage("verify"):
+            if self.verifier is not None:
+                sentences = self.verifier.verify(sentences, sources,
+                                                 cannot_answer=generated.cannot_answer)
+            diagnosis = self.diagnoser.diagnose(question, sources, sentences,
+                                                generated.cannot_answer)
         return Attempt(retrieved, sources, generated, sentences, diagnosis)
 
     @staticmethod
@@ -296,6 +308,11 @@ class QuestionAnsweringPipeline:
                  level: int = 0, rank: PageRank | None = None) -> Retrieved:
         """Evidence for `mode`; each `level` above 0 searches wider and deeper (KALMV
         re-retrieval after a retrieval error). `rank`: the question's PageRank."""
+        with timing.stage("retrieve"):
+            return self._retrieve(question, mode, linked, level, rank)
+
+    def _retrieve(self, question: str, mode: Mode, linked: Sequence[LinkedEntity],
+                  level: int, rank: PageRank | None) -> Retrieved:
         k = self.rag_top_k * (1 + level)
         if mode == "rag":
             return Retrieved(self.top_chunks(question, k, rank), note=f"chunk retrieval, top {k}")

@@ -69,6 +69,27 @@ ANSWER_EXAMPLE_OUTPUT = (
     '["1", "T1"]}]}'
 )
 
+# The compact answer format (retrieval/generate.py, `answer_format = "lines"`): plain
+# text, decoded without a grammar; inline [n] markers are the citations.
+ANSWER_LINES_SYSTEM = (
+    "You answer questions using only the numbered sources. On the first line write "
+    "\"Answer: \" and the answer alone, a few words (a name, place, date, number, or yes/no), "
+    "no sentence. Then write one to three short sentences that support it, each ending "
+    "with the sources it uses, like [1] or [2][T1]. If the sources do not contain the "
+    "answer, write \"Answer: unknown\" and one sentence starting \"The sources do not say\". "
+    "Never use knowledge that is not in the sources."
+)
+ANSWER_LINES_USER = "Sources:\n{sources}\n\nQuestion: {question}"
+ANSWER_LINES_EXAMPLE_USER = (
+    "Sources:\n[1] Ada Lovelace was an English mathematician. She worked with Charles "
+    "Babbage on the Analytical Engine.\n[T1] Ada Lovelace worked with Charles Babbage\n\n"
+    "Question: Who did Ada Lovelace work with?"
+)
+ANSWER_LINES_EXAMPLE_OUTPUT = (
+    "Answer: Charles Babbage\n"
+    "Ada Lovelace worked with Charles Babbage on the Analytical Engine [1][T1]."
+)
+
 DIRECT_SYSTEM = (
     "You answer questions briefly and directly, in one or two short sentences. Return JSON "
     '{"answer": "..."}.'

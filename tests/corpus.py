@@ -40,7 +40,9 @@ def passage_of(request: CompletionRequest) -> str:
 
 def scripted_extraction(request: CompletionRequest) -> str:
     """A stand-in extractor (named as such): capitalised names are entities; consecutive
-    names in one sentence are related by 'related to'. Deterministic, no model."""
+    names in one sentence are related by 'related to'. Deterministic, no model. Answers
+    in the format asked for: JSON under a schema, `subject | predicate | object` lines
+    otherwise (kg/extract.py)."""
     text = passage_of(request)
     entities: list[str] = []
     triples: list[dict[str, Any]] = []
@@ -57,6 +59,8 @@ def scripted_extraction(request: CompletionRequest) -> str:
         for a, b in itertools.pairwise(names):
             triples.append({"subject": a, "predicate": "related to", "object": b,
                             "p": len(props) - 1})
+    if request.json_schema is None:
+        return "\n".join(f"{t['subject']} | {t['predicate']} | {t['object']}" for t in triples)
     return json.dumps({
         "entities": [{"name": n, "type": "Thing", "description": ""} for n in entities],
         "propositions": props, "triples": triples})

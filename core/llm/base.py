@@ -11,6 +11,7 @@ retry, usage counters, concurrency limit) are layers that wrap any `ChatModel`
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -28,6 +29,7 @@ class CompletionRequest:
     `max_tokens` / `temperature` left as None take the backend's defaults (from settings).
     `top_logprobs` > 0 asks for that many most likely tokens, with their log-probabilities,
     at each generated position (`Completion.top_logprobs`); such requests skip the cache.
+    `stop`: strings that end the output where they first appear (not included in it).
     """
 
     messages: tuple[Message, ...]
@@ -36,6 +38,7 @@ class CompletionRequest:
     temperature: float | None = None
     seed: int = 0
     top_logprobs: int = 0
+    stop: tuple[str, ...] = ()
 
     @staticmethod
     def of(
@@ -44,9 +47,11 @@ class CompletionRequest:
         max_tokens: int | None = None,
         temperature: float | None = None,
         seed: int = 0,
+        stop: Sequence[str] = (),
     ) -> CompletionRequest:
         return CompletionRequest(
-            tuple(dict(m) for m in messages), json_schema, max_tokens, temperature, seed
+            tuple(dict(m) for m in messages), json_schema, max_tokens, temperature, seed,
+            stop=tuple(stop),
         )
 
     def with_(self, **changes: Any) -> CompletionRequest:
@@ -66,6 +71,10 @@ class Completion:
     # most likely tokens (text -> log-probability) before sampling.
     tokens: tuple[str, ...] = ()
     top_logprobs: tuple[dict[str, float], ...] = ()
+    # The model's own counters where it has them (llama.cpp): prompt evaluation and
+    # decoding seconds of this call; the rest of its wall time is sampling, grammar, I/O.
+    prompt_seconds: float = 0.0
+    decode_seconds: float = 0.0
 
 
 @dataclass
@@ -181,8 +190,9 @@ def complete(model: ChatModel, request: CompletionRequest) -> Completion:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(model.acomplete(request))
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, model.acomplete(request)).result()
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the caller's context (core.timing) goes along
+        run = contextvars.copy_context().run
+        return pool.submit(run, asyncio.run, model.acomplete(request)).result()
 
 
 async def acomplete_many(

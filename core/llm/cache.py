@@ -51,6 +51,8 @@ def cache_key(model_name: str, request: CompletionRequest, extra: Mapping[str, A
         "seed": request.seed,
         "extra": dict(extra),
     }
+    if request.stop:  # absent when empty: keys of requests without stop strings stay as they were
+        payload["stop"] = list(request.stop)
     if identity is not None:
         payload["identity"] = identity
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))

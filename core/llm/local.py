@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from core import timing
 from core.errors import ConfigError, LLMCallError, ModelNotFoundError
 from core.llm.base import Completion, CompletionRequest, LLMRequestError
 
@@ -43,6 +45,26 @@ def _load_llama(path: Path, n_ctx: int, n_threads: int) -> Any:
             f"llama.cpp could not load {path}: {exc}",
             hint="the file may be incomplete: run `kgrag models install` again",
         ) from exc
+
+
+def _perf_reset(llama: Any) -> None:
+    try:
+        import llama_cpp
+
+        llama_cpp.llama_perf_context_reset(llama._ctx.ctx)
+    except (ImportError, AttributeError):  # an older binding without perf counters
+        pass
+
+
+def _perf(llama: Any) -> tuple[float, float]:
+    """llama.cpp's own prompt-eval and decode seconds since the last reset (0 unknown)."""
+    try:
+        import llama_cpp
+
+        data = llama_cpp.llama_perf_context(llama._ctx.ctx)
+    except (ImportError, AttributeError):
+        return 0.0, 0.0
+    return round(data.t_p_eval_ms / 1000, 4), round(data.t_eval_ms / 1000, 4)
 
 
 class LlamaCppChatModel:
@@ -72,12 +94,24 @@ class LlamaCppChatModel:
         self.max_tokens = max_tokens
         self.temperature = temperature
         self._llama: Any = None
+        self._load_seconds = 0.0  # of a load not yet reported to core.timing
         self._lock = threading.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, self.complete_blocking, request)
+        start = time.perf_counter()
+        result = await loop.run_in_executor(self._worker, self.complete_blocking, request)
+        # Back in the caller's context: split the call's time for `kgrag ask --timings`.
+        wall = time.perf_counter() - start
+        loaded, self._load_seconds = self._load_seconds, 0.0
+        timing.add("load llm", loaded)
+        wall -= loaded
+        timing.add("llm prompt eval", result.prompt_seconds)
+        timing.add("llm decode", result.decode_seconds)
+        timing.add("llm sampling + grammar + wait",
+                   max(0.0, wall - result.prompt_seconds - result.decode_seconds))
+        return result
 
     def complete_blocking(self, request: CompletionRequest) -> Completion:
         """The same completion, on the calling thread (blocks; serialised by a lock)."""
@@ -89,10 +123,13 @@ class LlamaCppChatModel:
             ),
             "seed": request.seed,
         }
+        if request.stop:
+            kwargs["stop"] = list(request.stop)
         if request.json_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
         with self._lock:
             llama = self._loaded()
+            _perf_reset(llama)
             try:
                 response = llama.create_chat_completion(**kwargs)
             except ValueError as exc:  # llama-cpp-python's "exceed context window" and kin
@@ -102,7 +139,9 @@ class LlamaCppChatModel:
                 ) from exc
             except RuntimeError as exc:
                 raise LLMCallError(f"{self.model_name} failed: {exc}") from exc
-            completion = self._completion(response)
+            prompt_s, decode_s = _perf(llama)
+            completion = replace(self._completion(response), prompt_seconds=prompt_s,
+                                 decode_seconds=decode_s)
             if request.top_logprobs:
                 tokens, top = self._top_logprobs(llama, completion.prompt_tokens,
                                                  request.top_logprobs)
@@ -156,7 +195,9 @@ class LlamaCppChatModel:
                     f"model file {self.model_path} does not exist",
                     hint="run: kgrag models install (or make setup)",
                 )
+            start = time.perf_counter()
             self._llama = _load_llama(self.model_path, self.n_ctx, self.n_threads)
+            self._load_seconds = time.perf_counter() - start
         return self._llama
 
     def _completion(self, response: dict[str, Any]) -> Completion:

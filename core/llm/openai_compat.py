@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import weakref
 from typing import Any, Literal
 
 import httpx
 
+from core import timing
 from core.errors import LLMCallError
 from core.llm.base import Completion, CompletionRequest, LLMRequestError
 
@@ -96,6 +98,8 @@ class OpenAICompatChatModel:
             ),
             "seed": request.seed,
         }
+        if request.stop:
+            body["stop"] = list(request.stop)
         if request.top_logprobs:
             body["logprobs"] = True
             body["top_logprobs"] = request.top_logprobs
@@ -114,6 +118,13 @@ class OpenAICompatChatModel:
         return body
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
+        start = time.perf_counter()
+        try:
+            return await self._acomplete(request)
+        finally:
+            timing.add("llm server", time.perf_counter() - start)
+
+    async def _acomplete(self, request: CompletionRequest) -> Completion:
         mode = self.schema_mode
         try:
             data = await self._post(self.body(request, mode))

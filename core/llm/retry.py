@@ -25,7 +25,9 @@ class RetryingChatModel(ChatModelLayer):
     `max_retries` times, then raise `LLMCallError`. A refused request (`LLMRequestError`)
     is raised at once. Invalid output is re-sampled at once with a new seed and a
     temperature of at least `resample_temperature`, since a greedy re-run would repeat it;
-    when every attempt is invalid, `LLMOutputError` shows the last output.
+    when every attempt is invalid, `LLMOutputError` shows the last output. Invalid output
+    that was cut off at max_tokens is never re-sampled at the same budget (it would most
+    likely be cut off again): it is asked once more with twice the budget, then given up.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class RetryingChatModel(ChatModelLayer):
             _validator(_schema_key(request.json_schema))  # a bad schema fails before any call
         attempts = self.max_retries + 1
         current = request
+        doubled = False
         failure: Exception | None = None
         for attempt in range(attempts):
             try:
@@ -71,6 +74,13 @@ class RetryingChatModel(ChatModelLayer):
             if problem is None:
                 return result
             failure = _invalid_output(self.model_name, result, problem, attempt + 1)
+            if result.finish_reason == "length":
+                if doubled:
+                    break  # cut off again with twice the budget: give up
+                doubled = True
+                budget = 2 * max(current.max_tokens or 0, result.completion_tokens)
+                current = current.with_(max_tokens=budget)
+                continue
             current = request.with_(
                 seed=request.seed + attempt + 1,
                 temperature=max(request.temperature or 0.0, self.resample_temperature),

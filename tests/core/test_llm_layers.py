@@ -184,15 +184,25 @@ def test_invalid_json_is_resampled_then_accepted() -> None:
     assert all((r.temperature or 0) >= 0.5 for r in fake.requests[1:])
 
 
-def test_output_that_stays_invalid_raises_llm_output_error_with_excerpt() -> None:
-    bad = Completion('{"a": "never closed', "scripted", finish_reason="length")
+def test_output_cut_off_is_asked_once_with_twice_the_budget_never_resampled() -> None:
+    bad = Completion('{"a": "never closed', "scripted", completion_tokens=40,
+                     finish_reason="length")
     fake = ScriptedChatModel(default=bad)
+    model = RetryingChatModel(fake, max_retries=3, base_delay_s=0)
+    with pytest.raises(LLMOutputError) as info:
+        complete(model, ask("q", json_schema=SCHEMA).with_(max_tokens=50))
+    assert [r.max_tokens for r in fake.requests] == [50, 100]  # not 4 tries at 50
+    assert '{"a": "never closed' in str(info.value)
+    assert "max_tokens" in info.value.hint
+
+
+def test_output_that_stays_invalid_raises_llm_output_error_with_excerpt() -> None:
+    fake = ScriptedChatModel(default='{"a": "x", oops}')
     model = RetryingChatModel(fake, max_retries=2, base_delay_s=0)
     with pytest.raises(LLMOutputError) as info:
         complete(model, ask("q", json_schema=SCHEMA))
     assert fake.calls == 3
-    assert '{"a": "never closed' in str(info.value)
-    assert "max_tokens" in info.value.hint
+    assert 'oops' in str(info.value)
 
 
 def test_plain_text_requests_are_not_json_checked() -> None:

@@ -143,7 +143,9 @@ def kind_of(request: CompletionRequest) -> str:
     system = request.messages[0]["content"]
     for kind, prefix in (("prune", prompts.PRUNE_SYSTEM), ("sufficiency",
                          prompts.SUFFICIENCY_SYSTEM), ("router", prompts.ROUTER_SYSTEM),
-                         ("answer", prompts.ANSWER_SYSTEM), ("direct", prompts.DIRECT_SYSTEM),
+                         ("answer", prompts.ANSWER_SYSTEM),
+                         ("answer", prompts.ANSWER_LINES_SYSTEM),
+                         ("direct", prompts.DIRECT_SYSTEM),
                          ("grounding", prompts.GROUNDING_SYSTEM),
                          ("sure_candidates", prompts.SURE_CANDIDATES_SYSTEM),
                          ("sure_summary", prompts.SURE_SUMMARY_SYSTEM),
@@ -167,9 +169,33 @@ def qa_responder(**replies: Any) -> Callable[[CompletionRequest], str]:
             raise AssertionError(f"unexpected {kind} call: {request.messages[-1]['content']}")
         value = replies[kind]
         value = value(request) if callable(value) else value
-        return value if isinstance(value, str) else json.dumps(value)
+        text = value if isinstance(value, str) else json.dumps(value)
+        if kind == "answer" and request.json_schema is None:
+            return answer_lines(text)
+        return text
 
     return respond
+
+
+def answer_lines(answer: str) -> str:
+    """An answer given as the JSON format, written in the lines format ("Answer: ..." and
+    sentences with inline [n] markers), for requests in that format."""
+    try:
+        data = json.loads(answer)
+    except json.JSONDecodeError:
+        return answer  # not JSON: a reply scripted in the lines format (or junk) as it is
+    if not isinstance(data, dict):
+        return answer
+    lines = []
+    short = "unknown" if data.get("cannot_answer") else data.get("short_answer") or ""
+    if short:
+        lines.append(f"Answer: {short}")
+    for item in data.get("sentences") or []:
+        marks = "".join(f"[{str(c).strip('[]')}]" for c in item.get("citations") or [])
+        text = str(item.get("text", "")).rstrip()
+        end = text[-1] if text[-1:] in ".!?" else ""
+        lines.append(f"{text[:len(text) - len(end)]}{' ' + marks if marks else ''}{end}")
+    return "\n".join(lines)
 
 
 def answer_json(*sentences: tuple[str, list[str]], cannot_answer: bool = False,

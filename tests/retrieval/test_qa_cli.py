@@ -130,3 +130,18 @@ def test_ask_rejects_an_unknown_mode_and_an_empty_question(kgrag_env: Path) -> N
     assert code == 2 and "psychic" in err
     code, out, err = kgrag("ask", "  ", "--json")
     assert code == 2 and out == "" and "the question is empty" in err
+
+
+def test_ask_timings_name_the_stages_and_sum_to_the_total(
+        kgrag_env: Path, tmp_path: Path, qa_llm: ScriptedChatModel) -> None:
+    ingest(tmp_path / "corpus")
+    code, out, _ = kgrag("ask", "Where was Marie Curie born?", "--mode", "rag", "--json")
+    assert code == 0
+    data = json.loads(out)
+    stages = data["cost"]["timings"]
+    assert {"python start + CLI imports", "open stores", "plan", "retrieve", "generate",
+            "verify", "other"} <= set(stages)
+    assert all(v >= 0 for v in stages.values())
+    assert abs(sum(stages.values()) - data["total_seconds"]) < 0.01
+    code, out, _ = kgrag("ask", "Where was Marie Curie born?", "--mode", "rag", "--timings")
+    assert code == 0 and "Timings (total" in out and "retrieve" in out

