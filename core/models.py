@@ -86,10 +86,13 @@ class Synonym(Record):
 
 
 class Relation(Record):
-    """Entity -[:RELATES {predicate, chunk_id, doc_id, confidence}]-> Entity."""
+    """Entity -[:RELATES {predicate, raw_predicate, chunk_id, doc_id, confidence}]-> Entity.
+    `predicate` is the canonical form relations merge on (kg.triples.canonical_predicate),
+    `raw_predicate` what the extractor wrote ("" when they are the same or unknown)."""
 
     subject_id: str
     predicate: str
+    raw_predicate: str = ""
     object_id: str
     chunk_id: str
     doc_id: str

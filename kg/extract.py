@@ -37,7 +37,7 @@ from core.models import (
     normalise_name,
 )
 from kg import prompts
-from kg.triples import MALFORMED, RawTriple, TripleFilter, parse_lines
+from kg.triples import MALFORMED, RawTriple, TripleFilter, canonical_predicate, parse_lines
 
 MAX_ENTITIES = 25
 MAX_PROPOSITIONS = 15
@@ -202,7 +202,8 @@ def to_records(graph: ChunkGraph, chunk: Chunk, mentions: Sequence[str] = (),
         s_id, o_id = add_entity(t.subject), add_entity(t.object)
         if s_id is None or o_id is None:
             continue
-        out.relations.append(Relation(subject_id=s_id, predicate=t.predicate, object_id=o_id,
+        out.relations.append(Relation(subject_id=s_id, predicate=canonical_predicate(t.predicate),
+                                      raw_predicate=t.predicate, object_id=o_id,
                                       chunk_id=chunk.id, doc_id=chunk.doc_id))
         if 0 <= t.p < len(props):
             prop_entities[t.p].update((s_id, o_id))

@@ -41,6 +41,19 @@ SELF_LOOP = "same subject and object"
 DUPLICATE = "duplicate"
 NO_PREDICATE = "empty predicate"
 
+_LEADING = re.compile(r"^(?:(?:is|was|are|were|be|been|being|has been|have been|had been|"
+                      r"also|then|later|currently|once|the|a|an)\s+)+")
+
+
+def canonical_predicate(predicate: str) -> str:
+    """The predicate's canonical form, the key relations merge on: lower case, words only,
+    leading auxiliaries, adverbs and articles dropped ("was born in", "Born In" and "is
+    born in" -> "born in"; "is the capital of" -> "capital of"). A predicate that is
+    nothing but such words stays as it is ("is")."""
+    words = normalise_name(predicate)
+    return _LEADING.sub("", words).strip() or words
+
+
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s*")
 _COORDINATION = re.compile(r"\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or|&)\s+|\s*;\s*", re.IGNORECASE)
 

@@ -50,7 +50,7 @@ build() {
     command -v mvn >/dev/null || die "Maven (mvn) is needed to build the Neo4j test server"
     echo "server.sh: building the embedded Neo4j server (Maven; first time downloads ~120 MB)" >&2
     # -o first: with the jars already in ~/.m2 no network is needed; online if that fails.
-    (cd "$HERE" && { mvn -B -q -o compile 2>/dev/null || mvn -B -q compile; }) >&2
+    (cd "$HERE" && { mvn -B -q -o compile >/dev/null 2>&1 || mvn -B -q compile; }) >&2
     touch "$MAIN_CLASS" "$CLASSPATH_FILE"
     is_built || die "build finished but $MAIN_CLASS or a jar of the classpath is missing"
 }

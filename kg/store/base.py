@@ -160,6 +160,7 @@ class CypherGraphStore(ABC):
             {
                 "subject_id": r.subject_id,
                 "predicate": r.predicate,
+                "raw_predicate": r.raw_predicate or r.predicate,
                 "object_id": r.object_id,
                 "chunk_id": r.chunk_id,
                 "doc_id": r.doc_id,

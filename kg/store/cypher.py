@@ -7,7 +7,8 @@ The schema (DESIGN.md):
     (:Chunk)-[:NEXT]->(:Chunk)                         by position within a document
     (:Entity {id, name, type, description, aliases, search})-[:MENTIONED_IN {count}]->(:Chunk)
     (:Entity)-[:SYNONYM {score}]->(:Entity)            name embeddings at cosine >= a setting
-    (:Entity)-[:RELATES {predicate, chunk_id, doc_id, confidence, judge_score}]->(:Entity)
+    (:Entity)-[:RELATES {predicate, raw_predicate, chunk_id, doc_id, confidence,
+                         judge_score}]->(:Entity)
     (:Proposition {id, text, chunk_id, doc_id})-[:FROM]->(:Chunk)
     (:Proposition)-[:ABOUT]->(:Entity)
 
@@ -111,7 +112,8 @@ UNWIND $rows AS r
 MATCH (s:Entity {id: r.subject_id})
 MATCH (o:Entity {id: r.object_id})
 MERGE (s)-[x:RELATES {predicate: r.predicate, chunk_id: r.chunk_id}]->(o)
-SET x.doc_id = r.doc_id, x.confidence = r.confidence, x.judge_score = r.judge_score
+SET x.doc_id = r.doc_id, x.confidence = r.confidence, x.judge_score = r.judge_score,
+    x.raw_predicate = r.raw_predicate
 """
 
 UPSERT_PROPOSITIONS = """

@@ -94,3 +94,15 @@ def test_a_reply_whose_every_triple_is_dropped_fails_with_the_reasons() -> None:
     _, result = extract("Marie Curie | born in | Warsaw", '{"entities": [], "propositions": [], '
                         '"triples": []}')
     assert result.failed and "empty graph" in result.error  # type: ignore[attr-defined]
+
+
+def test_predicates_merge_on_a_canonical_form_and_keep_what_was_written() -> None:
+    from kg.triples import canonical_predicate
+
+    assert {canonical_predicate(p) for p in ("was born in", "Born In", "is born in")} == {
+        "born in"}
+    assert canonical_predicate("is the capital of") == "capital of"
+    assert canonical_predicate("is") == "is"  # nothing but auxiliaries: kept
+    _, result = extract("Henri Becquerel | was awarded | Nobel Prize in Physics")
+    rel = result.relations[0]  # type: ignore[attr-defined]
+    assert (rel.predicate, rel.raw_predicate) == ("awarded", "was awarded")
