@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -116,8 +117,19 @@ def ui(
     raise typer.Exit(run_foreground(ui_server.command(port, headless=not open_browser)))
 
 
+def quiet_libraries() -> None:
+    """Library progress bars and chatter (transformers' "Loading weights", tqdm, the hub)
+    stay out of kgrag's output; kgrag's own progress bars are rich, not tqdm. A variable
+    the user set wins."""
+    for name, value in (("TQDM_DISABLE", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+                        ("TRANSFORMERS_VERBOSITY", "error"),
+                        ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")):
+        os.environ.setdefault(name, value)
+
+
 def main() -> None:
     """Console entry point: user errors print a message and a fix, never a traceback."""
+    quiet_libraries()
     # SIGTERM unwinds like Ctrl-C, so what kgrag started (Prefect's ephemeral API
     # server, the writer lock) is stopped and released on the way out.
     exit_on_termination()

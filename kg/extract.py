@@ -2,8 +2,10 @@
 
 - `lines` (the default): one `subject | predicate | object` line per fact, decoded without a
   grammar (about 12 tokens a fact) and parsed line by line (kg/triples.py); a reply cut off
-  at max_tokens keeps its complete lines. Only a reply with no triple at all is asked
-  again, once, in the constrained JSON format.
+  at max_tokens keeps its complete lines; the local backend stops a reply at its first
+  line that is not a triple (prose, a copy of the passage) or at its third repeated line.
+  Only a reply with no usable triple is asked again, once, under a GBNF grammar of the
+  same format (llama.cpp; vLLM's guided_grammar on a server).
 - `json`: entities, propositions and triples (the Distill-SynthKG format, and what the
   distillation teacher writes), constrained by a JSON schema (llama.cpp grammar / vLLM
   guided decoding) and validated with pydantic.
@@ -48,6 +50,16 @@ MAX_DESCRIPTION = 300
 #: that reaches it keeps its complete lines.
 LINES_MAX_TOKENS = 320
 FORMATS = ("lines", "json")
+#: A 0.5B model sometimes loops over the facts it already wrote until max_tokens; the local
+#: backend stops the reply at the third repeated line (the lines before it are kept).
+REPEATS_BEFORE_STOP = 3
+#: The lines format as a GBNF grammar: the constrained second try of a reply that was not
+#: in the format (prose, a copy of the passage). Three non-empty fields a line.
+LINES_GRAMMAR = r"""
+root  ::= line+
+line  ::= field " | " field " | " field "\n"
+field ::= [^|\n ] [^|\n]*
+"""
 
 
 class ExtractedEntity(BaseModel):
@@ -246,10 +258,12 @@ class ChunkExtractor:
 
     def request(self, ctx: ChunkContext, output: str | None = None) -> CompletionRequest:
         output = output or self.output
-        if output == "lines":
-            return CompletionRequest.of(build_messages(ctx, "lines"),
-                                        max_tokens=self.max_tokens or LINES_MAX_TOKENS,
-                                        temperature=0.0, stop=["\n\n"])
+        if output in ("lines", "lines-grammar"):
+            request = CompletionRequest.of(build_messages(ctx, "lines"),
+                                           max_tokens=self.max_tokens or LINES_MAX_TOKENS,
+                                           temperature=0.0, stop=["\n\n"])
+            return request.with_(stop_after_repeats=REPEATS_BEFORE_STOP, line_marker="|",
+                                 grammar=LINES_GRAMMAR if output == "lines-grammar" else None)
         return CompletionRequest.of(build_messages(ctx, "json"), json_schema=CHUNK_GRAPH_SCHEMA,
                                     max_tokens=self.max_tokens, temperature=0.0)
 
@@ -263,9 +277,10 @@ class ChunkExtractor:
                      if r.error is not None and not r.error.startswith("llm")]
             if again:
                 retried = await acomplete_many(
-                    self.llm, [self.request(contexts[i], "json") for i in again], self.concurrency)
+                    self.llm, [self.request(contexts[i], "lines-grammar") for i in again],
+                    self.concurrency)
                 for i, reply in zip(again, retried, strict=True):
-                    first, second = results[i], self._result(contexts[i], reply, "json")
+                    first, second = results[i], self._result(contexts[i], reply, "lines")
                     second.calls = 2
                     second.prompt_tokens += first.prompt_tokens
                     second.completion_tokens += first.completion_tokens

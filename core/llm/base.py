@@ -30,6 +30,11 @@ class CompletionRequest:
     `top_logprobs` > 0 asks for that many most likely tokens, with their log-probabilities,
     at each generated position (`Completion.top_logprobs`); such requests skip the cache.
     `stop`: strings that end the output where they first appear (not included in it).
+    `stop_after_repeats` > 0 ends the output once that many of its lines repeat an earlier
+    line (a small model looping); `line_marker` ends it at the first line without that
+    string (a model writing prose instead of the asked line format). Both: the local
+    backend only, a server ignores them. `grammar`: a GBNF grammar the output must follow
+    (llama.cpp; sent as vLLM's `guided_grammar` to a server).
     """
 
     messages: tuple[Message, ...]
@@ -39,6 +44,9 @@ class CompletionRequest:
     seed: int = 0
     top_logprobs: int = 0
     stop: tuple[str, ...] = ()
+    stop_after_repeats: int = 0
+    line_marker: str = ""
+    grammar: str | None = None
 
     @staticmethod
     def of(

@@ -53,6 +53,13 @@ def cache_key(model_name: str, request: CompletionRequest, extra: Mapping[str, A
     }
     if request.stop:  # absent when empty: keys of requests without stop strings stay as they were
         payload["stop"] = list(request.stop)
+    # Only when set, so the keys of requests without them stay what they were.
+    if request.stop_after_repeats:
+        payload["stop_after_repeats"] = request.stop_after_repeats
+    if request.line_marker:
+        payload["line_marker"] = request.line_marker
+    if request.grammar:
+        payload["grammar"] = request.grammar
     if identity is not None:
         payload["identity"] = identity
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))

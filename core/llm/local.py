@@ -10,6 +10,7 @@ converter lacks; the retry layer validates against the schema either way).
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 import time
@@ -65,6 +66,18 @@ def _perf(llama: Any) -> tuple[float, float]:
     except (ImportError, AttributeError):
         return 0.0, 0.0
     return round(data.t_p_eval_ms / 1000, 4), round(data.t_eval_ms / 1000, 4)
+
+
+@functools.lru_cache(maxsize=8)
+def _grammar(gbnf: str) -> Any:
+    """A compiled llama.cpp grammar (compiled once per grammar text)."""
+    from llama_cpp import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_string(gbnf, verbose=False)
+    except ValueError as exc:
+        raise LLMRequestError(f"the request's grammar does not parse: {exc}",
+                              hint="fix the GBNF grammar in the stage that sends it") from exc
 
 
 class LlamaCppChatModel:
@@ -125,13 +138,19 @@ class LlamaCppChatModel:
         }
         if request.stop:
             kwargs["stop"] = list(request.stop)
+        if request.grammar:
+            kwargs["grammar"] = _grammar(request.grammar)
         if request.json_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
         with self._lock:
             llama = self._loaded()
             _perf_reset(llama)
             try:
-                response = llama.create_chat_completion(**kwargs)
+                if request.stop_after_repeats > 0 or request.line_marker:
+                    response = self._streamed(llama, kwargs, request.stop_after_repeats,
+                                              request.line_marker)
+                else:
+                    response = llama.create_chat_completion(**kwargs)
             except ValueError as exc:  # llama-cpp-python's "exceed context window" and kin
                 raise LLMRequestError(
                     f"{self.model_name} refused the request: {exc}",
@@ -147,6 +166,45 @@ class LlamaCppChatModel:
                                                  request.top_logprobs)
                 completion = replace(completion, tokens=tokens, top_logprobs=top)
         return completion
+
+    @staticmethod
+    def _streamed(llama: Any, kwargs: dict[str, Any], repeats: int = 0,
+                  marker: str = "") -> dict[str, Any]:
+        """The completion, streamed and cut off once `repeats` generated lines repeat an
+        earlier line (a small model looping over the same fact), or at the first line
+        without `marker` (prose instead of the asked format; a first line longer than 300
+        characters counts as one); the same response shape as an unstreamed call, with
+        usage counted from the stream."""
+        text, pieces, finish = "", 0, "stop"
+        seen: set[str] = set()
+        repeated = 0
+        off_format = False
+        stream = llama.create_chat_completion(**kwargs, stream=True)
+        try:
+            for part in stream:
+                choice = part["choices"][0]
+                piece = choice["delta"].get("content") or ""
+                if piece:
+                    pieces += 1
+                    done_lines = (text + piece).split("\n")[:-1]
+                    for line in done_lines[text.count("\n"):]:
+                        key = " ".join(line.split()).casefold()
+                        if key and key in seen:
+                            repeated += 1
+                        off_format |= bool(marker and key and marker not in key)
+                        seen.add(key)
+                    text += piece
+                    tail = text.rsplit("\n", 1)[-1]
+                    off_format |= bool(marker and len(tail) > 300 and marker not in tail)
+                finish = choice.get("finish_reason") or finish
+                if (repeats and repeated >= repeats) or off_format:
+                    finish = "stop"
+                    break
+        finally:
+            stream.close()
+        prompt = max(0, int(llama.n_tokens) - pieces)
+        return {"choices": [{"message": {"content": text}, "finish_reason": finish}],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": pieces}}
 
     @staticmethod
     def _top_logprobs(llama: Any, prompt_tokens: int, k: int

@@ -100,6 +100,8 @@ class OpenAICompatChatModel:
         }
         if request.stop:
             body["stop"] = list(request.stop)
+        if request.grammar:
+            body["guided_grammar"] = request.grammar
         if request.top_logprobs:
             body["logprobs"] = True
             body["top_logprobs"] = request.top_logprobs

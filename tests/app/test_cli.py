@@ -93,3 +93,18 @@ def test_ingest_json_then_cypher_json_and_read_only(kgrag_env: Path, tmp_path: P
     assert report["documents"] == 1 and report["not_found"] == ["nope"]
     code, out, _ = kgrag("graph", "stats", "--json")
     assert json.loads(out)["nodes"]["Document"] == 2
+
+
+def test_library_progress_bars_stay_out_of_the_output() -> None:
+    """The embedder's load ("Loading weights: 100%| 103/103") printed into `kgrag ask`."""
+    code = ("from app.cli import quiet_libraries; quiet_libraries()\n"
+            "from core.embed import SentenceTransformerEmbedder\n"
+            "SentenceTransformerEmbedder(device='cpu').embed(['warm'])\n"
+            "from transformers.utils import logging; print(logging.is_progress_bar_enabled())")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+    assert "Loading weights" not in done.stderr and "it/s]" not in done.stderr

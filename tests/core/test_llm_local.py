@@ -95,3 +95,44 @@ def test_a_prompt_longer_than_the_context_is_refused_clearly(model_path: Path) -
     with pytest.raises(LLMRequestError) as info:
         complete(model, long)
     assert "KGRAG_LLM_CONTEXT" in info.value.hint
+
+
+def test_lines_extraction_on_the_real_model_gives_passage_grounded_triples(
+    model_path: Path, tmp_path: Path
+) -> None:
+    from core.models import Chunk
+    from kg.extract import ChunkContext, ChunkExtractor
+
+    text = ("Marie Curie was born in Warsaw. In 1903 she shared the Nobel Prize in Physics "
+            "with Pierre Curie and Henri Becquerel.")
+    chunk = Chunk(id="chk_c", doc_id="doc_c", text=text, start=0, end=len(text), position=0)
+    settings = load_settings(data_dir=tmp_path, llm_model_path=model_path, llm_context=2048)
+    model = make_chat_model(settings)
+    result = ChunkExtractor(model, output="lines").run([ChunkContext(chunk, "Marie Curie")])[0]
+    assert not result.failed, result.error
+    assert result.calls == 1 and model.usage.calls == 1  # no grammar, no second call
+    names = {e.name for e in result.entities}
+    assert any("Curie" in n for n in names), names
+    lowered = text.lower()
+    for e in result.entities:  # every end is written in the passage (the filter's promise)
+        assert all(w.lower().strip(".,") in lowered for w in e.name.split()), e.name
+    assert all(" and " not in e.name for e in result.entities)
+
+
+def test_a_short_answer_request_gets_a_short_answer_on_the_real_model(
+    model_path: Path, tmp_path: Path
+) -> None:
+    from core.answer import Triple
+    from core.models import Chunk
+    from retrieval.chunk_rag import ScoredChunk
+    from retrieval.generate import AnswerGenerator, Sources
+
+    text = "Marie Curie was born in Warsaw in 1867. She later moved to Paris."
+    chunk = Chunk(id="chk_w", doc_id="doc_w", text=text, start=0, end=len(text), position=0)
+    sources = Sources.number([ScoredChunk(chunk, 0.9, "vector")], list[Triple]())
+    settings = load_settings(data_dir=tmp_path, llm_model_path=model_path, llm_context=2048)
+    model = make_chat_model(settings)
+    out = AnswerGenerator(model).generate("Where was Marie Curie born?", sources)
+    assert not out.cannot_answer and "Warsaw" in out.short_answer
+    assert len(out.short_answer.split()) <= 4
+    assert model.usage.calls == 1 and model.usage.completion_tokens <= 160

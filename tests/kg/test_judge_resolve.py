@@ -9,7 +9,7 @@ import pytest
 from core.embed import SentenceTransformerEmbedder
 from core.llm.testing import ScriptedChatModel
 from core.models import Chunk, Entity, Mention, Proposition, Relation, entity_id
-from kg.judge import GroundingJudge, LLMTripleJudge, judge
+from kg.judge import CheckerJudge, GroundingJudge, LLMTripleJudge, judge
 from kg.resolve import (
     ChainResolver,
     EmbeddingResolver,
@@ -92,3 +92,39 @@ def test_apply_resolution_rewrites_ids_keeps_aliases_and_is_idempotent() -> None
     assert facts.propositions[0].entity_ids == (known[0].id,)
     again = apply_resolution(res, new, facts.entities, mentions, rels, props)
     assert again.entities == facts.entities and again.relations == facts.relations
+
+
+# --- a planted false triple on a real passage ----------------------------------------
+
+PASSAGE = ("Marie Curie was born in Warsaw in 1867. She married Pierre Curie in 1895 and "
+        "moved to Paris, where she worked as a physicist.")
+JCHUNK = Chunk(id="chk_j", doc_id="doc_j", text=PASSAGE, start=0, end=len(PASSAGE), position=0)
+FACTS = [("Marie Curie", "born in", "Warsaw"), ("Marie Curie", "married", "Pierre Curie"),
+         ("Marie Curie", "moved to", "Paris")]
+PLANTED = ("Marie Curie", "born in", "Lisbon")
+
+
+def planted_relations() -> tuple[list[Relation], dict[str, str]]:
+    rels, names = [], {}
+    for s, p, o in [*FACTS, PLANTED]:
+        names[entity_id(s)], names[entity_id(o)] = s, o
+        rels.append(Relation(subject_id=entity_id(s), predicate=p, object_id=entity_id(o),
+                             chunk_id=JCHUNK.id, doc_id=JCHUNK.doc_id))
+    return rels, names
+
+
+def test_grounding_judge_ranks_a_planted_false_triple_last(
+        embedder: SentenceTransformerEmbedder) -> None:
+    rels, names = planted_relations()
+    scores = GroundingJudge(embedder.embed).score(JCHUNK, rels, names)
+    assert scores[-1] < min(scores[:-1])
+
+
+def test_checker_judge_ranks_a_planted_false_triple_last() -> None:
+    from retrieval.checker import CrossEncoderGroundingChecker
+    from tests.checker import tiny_checker_dir
+
+    rels, names = planted_relations()
+    checker_judge = CheckerJudge(CrossEncoderGroundingChecker(tiny_checker_dir()))
+    scores = checker_judge.score(JCHUNK, rels, names)
+    assert scores[-1] < min(scores[:-1])

@@ -3,8 +3,6 @@ not in the passage or too long dropped and counted, a no-triple reply asked agai
 
 from __future__ import annotations
 
-import json
-
 from core.llm.base import Completion
 from core.llm.testing import ScriptedChatModel
 from core.models import Chunk, entity_id
@@ -78,21 +76,28 @@ def test_a_cut_off_reply_keeps_its_complete_lines_without_another_call() -> None
     assert result.drops == {"malformed line": 1}  # type: ignore[attr-defined]
 
 
-def test_a_reply_without_triples_is_asked_once_more_in_json() -> None:
-    graph = {"entities": [{"name": "Marie Curie", "type": "Person", "description": ""}],
-             "propositions": [], "triples": [{"subject": "Henri Becquerel", "predicate":
-                                              "shared prize with", "object": "Marie Curie",
-                                              "p": -1}]}
-    fake, result = extract("I cannot find any facts.", json.dumps(graph))
+def test_a_reply_without_triples_is_asked_once_more_under_a_grammar() -> None:
+    fake, result = extract("I cannot find any facts.",
+                           "Henri Becquerel | shared prize with | Marie Curie")
     assert fake.calls == 2
-    assert fake.requests[0].json_schema is None and fake.requests[1].json_schema is not None
+    first, second = fake.requests
+    assert first.grammar is None and first.line_marker == "|" and first.stop_after_repeats
+    assert second.grammar is not None and "field" in second.grammar
+    assert second.json_schema is None
     assert not result.failed and result.calls == 2  # type: ignore[attr-defined]
     assert [r.predicate for r in result.relations] == ["shared prize with"]  # type: ignore
 
 
+def test_the_lines_grammar_is_valid_gbnf() -> None:
+    from llama_cpp import LlamaGrammar
+
+    from kg.extract import LINES_GRAMMAR
+
+    assert LlamaGrammar.from_string(LINES_GRAMMAR, verbose=False) is not None
+
+
 def test_a_reply_whose_every_triple_is_dropped_fails_with_the_reasons() -> None:
-    _, result = extract("Marie Curie | born in | Warsaw", '{"entities": [], "propositions": [], '
-                        '"triples": []}')
+    _, result = extract("Marie Curie | born in | Warsaw", "Marie Curie | born in | Warsaw")
     assert result.failed and "empty graph" in result.error  # type: ignore[attr-defined]
 
 
