@@ -58,7 +58,7 @@ REPEATS_BEFORE_STOP = 3
 LINES_GRAMMAR = r"""
 root  ::= line+
 line  ::= field " | " field " | " field "\n"
-field ::= [^|\n ] [^|\n]*
+field ::= [^|\n ] [^|\n]{0,80}
 """
 
 
@@ -160,6 +160,8 @@ def build_messages(ctx: ChunkContext, output: str = "json") -> list[dict[str, st
         system, example, answer, template = (
             prompts.EXTRACTION_LINES_SYSTEM, prompts.EXTRACTION_LINES_EXAMPLE_USER,
             prompts.EXTRACTION_LINES_EXAMPLE_OUTPUT, prompts.EXTRACTION_LINES_USER)
+        if not ctx.title:  # "(untitled)" became the subject of every triple (WebNLG)
+            template = template.removeprefix("Document: {title}\n")
     else:
         system, example, answer, template = (
             prompts.EXTRACTION_SYSTEM, prompts.EXTRACTION_EXAMPLE_USER,
@@ -262,8 +264,10 @@ class ChunkExtractor:
             request = CompletionRequest.of(build_messages(ctx, "lines"),
                                            max_tokens=self.max_tokens or LINES_MAX_TOKENS,
                                            temperature=0.0, stop=["\n\n"])
-            return request.with_(stop_after_repeats=REPEATS_BEFORE_STOP, line_marker="|",
-                                 grammar=LINES_GRAMMAR if output == "lines-grammar" else None)
+            if output == "lines-grammar":  # the grammar holds the format: no prose guard
+                return request.with_(stop_after_repeats=REPEATS_BEFORE_STOP,
+                                     grammar=LINES_GRAMMAR)
+            return request.with_(stop_after_repeats=REPEATS_BEFORE_STOP, line_marker="|")
         return CompletionRequest.of(build_messages(ctx, "json"), json_schema=CHUNK_GRAPH_SCHEMA,
                                     max_tokens=self.max_tokens, temperature=0.0)
 

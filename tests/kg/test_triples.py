@@ -83,6 +83,7 @@ def test_a_reply_without_triples_is_asked_once_more_under_a_grammar() -> None:
     first, second = fake.requests
     assert first.grammar is None and first.line_marker == "|" and first.stop_after_repeats
     assert second.grammar is not None and "field" in second.grammar
+    assert not second.line_marker  # the grammar holds the format
     assert second.json_schema is None
     assert not result.failed and result.calls == 2  # type: ignore[attr-defined]
     assert [r.predicate for r in result.relations] == ["shared prize with"]  # type: ignore
