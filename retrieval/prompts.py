@@ -79,11 +79,14 @@ ANSWER_LINES_SYSTEM = (
     "answer, write \"Answer: unknown\" and one sentence starting \"The sources do not say\". "
     "Never use knowledge that is not in the sources."
 )
-ANSWER_LINES_USER = "Sources:\n{sources}\n\nQuestion: {question}"
+# The reminder closes the user turn: the 0.5B model skipped the "Answer:" line for 3 of 6
+# HaluEval questions with the instruction in the system message alone, 0 of 6 with it.
+ANSWER_LINES_REMINDER = "\nStart your reply with \"Answer:\" and the short answer."
+ANSWER_LINES_USER = "Sources:\n{sources}\n\nQuestion: {question}" + ANSWER_LINES_REMINDER
 ANSWER_LINES_EXAMPLE_USER = (
     "Sources:\n[1] Ada Lovelace was an English mathematician. She worked with Charles "
     "Babbage on the Analytical Engine.\n[T1] Ada Lovelace worked with Charles Babbage\n\n"
-    "Question: Who did Ada Lovelace work with?"
+    "Question: Who did Ada Lovelace work with?" + ANSWER_LINES_REMINDER
 )
 ANSWER_LINES_EXAMPLE_OUTPUT = (
     "Answer: Charles Babbage\n"
