@@ -80,7 +80,8 @@ ANSWER_LINES_SYSTEM = (
     "Never use knowledge that is not in the sources."
 )
 # The reminder closes the user turn: the 0.5B model skipped the "Answer:" line for 3 of 6
-# HaluEval questions with the instruction in the system message alone, 0 of 6 with it.
+# HaluEval questions with the instruction in the system message alone; with it, only a
+# refusal had none.
 ANSWER_LINES_REMINDER = "\nStart your reply with \"Answer:\" and the short answer."
 ANSWER_LINES_USER = "Sources:\n{sources}\n\nQuestion: {question}" + ANSWER_LINES_REMINDER
 ANSWER_LINES_EXAMPLE_USER = (
