@@ -1,5 +1,7 @@
-"""Extraction quality and cost: kgrag's one-call `ChunkExtractor` against a LightRAG-style
-baseline (extraction + one gleaning pass, same model), on WebNLG text with gold triples.
+"""Extraction quality and cost: kgrag's one-call `ChunkExtractor` (in each output format of
+`--formats`: lines, json) against a LightRAG-style baseline (extraction + one gleaning
+pass, same model), on WebNLG text with gold triples; plus the triple judges' AUROC against
+the match labels (GroundingJudge, and CheckerJudge when a trained checker exists).
 
 Data: BIG-bench `gem/webnlg_en` (see `bench/webnlg.py`), records with an even index only
 (odd ones are held out); each record's first reference text is one chunk, its DBpedia
@@ -34,6 +36,7 @@ Judge: kgrag's triples scored by `kg.judge.GroundingJudge` (no LLM call) and cut
 threshold of `--thresholds` (0.7 is the setting's default): precision gained, recall lost
 against the judge off.
 
+    python bench/extract_bench.py --n 40 --formats json,lines --no-baseline   # both formats
     python bench/extract_bench.py --n 10                  # ~10-15 min uncached, 2 busy cores
     python bench/extract_bench.py --n 40                  # ~35-60 min uncached; cached: 20 s
     python bench/extract_bench.py --n 20 --variant 1.5b   # Qwen2.5-Coder-1.5B, ~20 min
