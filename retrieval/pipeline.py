@@ -109,7 +109,7 @@ class QuestionAnsweringPipeline:
         diagnoser: Diagnoser,
         usage_sources: Sequence[ChatModel] = (),
         pagerank: PageRankRetriever | None = None,
-        rag_top_k: int = 4,
+        rag_top_k: int = 5,
         tog_chunks: int = 4,
         max_rounds: int = 1,
         default_mode: AskMode = "auto",
