@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -121,20 +121,16 @@ class GraphBuilder:
         self.remote_usage += spent
         return results
 
-    def contexts(self, docs: Sequence[Document], chunks: Sequence[Chunk]) -> list[ChunkContext]:
-        """Each chunk with its title, the preceding chunk and its spaCy mentions (names the
-        triple checks never split; with the mention layer off, none)."""
+    def contexts(self, docs: Sequence[Document], chunks: Sequence[Chunk],
+                 names: Mapping[str, tuple[str, ...]]) -> list[ChunkContext]:
+        """Each chunk with its title, the preceding chunk and its mention layer's entity
+        names (`names`, by chunk id: names the triple checks never split)."""
         titles = {d.id: d.title for d in docs}
-        ordered = sorted(chunks, key=lambda x: (x.doc_id, x.position))
-        names: list[tuple[str, ...]] = [()] * len(ordered)
-        if self.c.settings.mention_layer:
-            analyses = self.c.text_analyser.analyse([ch.text for ch in ordered])
-            names = [tuple(m.text for m in a.mentions) for a in analyses]
         previous: dict[str, str] = {}
         out = []
-        for ch, mentioned in zip(ordered, names, strict=True):
+        for ch in sorted(chunks, key=lambda x: (x.doc_id, x.position)):
             out.append(ChunkContext(ch, titles.get(ch.doc_id, ""), previous.get(ch.doc_id, ""),
-                                    mentioned))
+                                    names.get(ch.id, ())))
             previous[ch.doc_id] = ch.text
         return out
 
@@ -147,10 +143,12 @@ class GraphBuilder:
             ids |= {h.id for row in hits for h in row}
         return self.c.graph.get_entities(sorted(ids))
 
-    def build(self, docs: Sequence[Document], chunks: Sequence[Chunk],
-              s: IngestSummary) -> None:
+    def build(self, docs: Sequence[Document], chunks: Sequence[Chunk], s: IngestSummary,
+              names: Mapping[str, tuple[str, ...]] | None = None) -> None:
+        """Extract, judge, resolve and write one batch; `names`: the mention layer's
+        entity names by chunk id (none when the layer is off)."""
         t = time.perf_counter()
-        results = self.extract(self.contexts(docs, chunks))
+        results = self.extract(self.contexts(docs, chunks, names or {}))
         s.add_time("extract", time.perf_counter() - t)
         t = time.perf_counter()
         by_chunk = {ch.id: ch for ch in chunks}

@@ -142,9 +142,11 @@ def write_chunks(c: Components, chunks: Sequence[Chunk]) -> None:
 
 
 @task(name="mention-layer", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def write_mentions(c: Components, chunks: Sequence[Chunk], s: IngestSummary) -> None:
+def write_mentions(c: Components, chunks: Sequence[Chunk], s: IngestSummary
+                   ) -> dict[str, tuple[str, ...]]:
     """The mention layer (no LLM call): spaCy entities of each chunk, MENTIONED_IN with
-    counts, and SYNONYM edges from the new entities' names to every known entity."""
+    counts, and SYNONYM edges from the new entities' names to every known entity. Returns
+    each chunk's entity names, for the extractor's triple checks (no second spaCy pass)."""
     from kg.mentions import MentionExtractor, SynonymLinker
 
     layer = MentionExtractor(c.text_analyser).run(chunks)
@@ -161,6 +163,11 @@ def write_mentions(c: Components, chunks: Sequence[Chunk], s: IngestSummary) -> 
     s.mention_entities += len(layer.entities)
     s.mentions += len(layer.mentions)
     s.synonyms += len(synonyms)
+    name_of = {e.id: e.name for e in layer.entities}
+    by_chunk: dict[str, list[str]] = {}
+    for m in layer.mentions:
+        by_chunk.setdefault(m.chunk_id, []).append(name_of[m.entity_id])
+    return {cid: tuple(names) for cid, names in by_chunk.items()}
 
 
 @task(name="mark-documents-done", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
@@ -266,12 +273,13 @@ def run_stages(c: Components, config: IngestConfig, sources: Sequence[str],
             write_chunks(c, chunks)
             s.add_time("embed + write chunks", time.perf_counter() - t)
             s.chunks += len(chunks)
+            mentioned: dict[str, tuple[str, ...]] = {}
             if c.settings.mention_layer:
                 t = time.perf_counter()
-                write_mentions(c, chunks, s)
+                mentioned = write_mentions(c, chunks, s)
                 s.add_time("mention layer", time.perf_counter() - t)
             if builder is not None:
-                builder.build(batch, chunks, s)
+                builder.build(batch, chunks, s, mentioned)
             pending += batch
             if time.perf_counter() - last_checkpoint >= c.settings.checkpoint_seconds:
                 checkpoint(c, pending, s)

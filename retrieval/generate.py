@@ -142,6 +142,14 @@ def refusal(question: str) -> str:
     return "The sources do not answer this question."
 
 
+def refused(question: str, sentences: Sequence[Sentence]) -> Generated:
+    """The answer that says the sources do not answer: the model's own "The sources do not
+    ..." sentence when it wrote one, else `refusal(question)`; no citations."""
+    first = sentences[0].text if sentences else ""
+    text = first if first.lower().startswith("the sources do not") else refusal(question)
+    return Generated([Sentence(text=text)], cannot_answer=True)
+
+
 def parse_sentences(items: Sequence[Any], sources: Sources) -> list[Sentence]:
     """Model sentences -> `Sentence`s: inline [n] markers move into the citations, texts
     with several sentences are split (each keeps the item's citations)."""
@@ -251,10 +259,7 @@ class AnswerGenerator:
                                     prompts.ANSWER_EXAMPLE_OUTPUT)])
         sentences = parse_sentences(data.get("sentences") or [], sources)
         if data.get("cannot_answer") is True or not sentences:
-            first = sentences[0].text if sentences else ""
-            text = first if first.lower().startswith("the sources do not") else \
-                refusal(question)
-            return Generated([Sentence(text=text)], cannot_answer=True)
+            return refused(question, sentences)
         return Generated(sentences, short_answer=short_answer(data, sentences))
 
     def _lines(self, question: str, sources: Sources, strict: bool) -> Generated:
@@ -271,10 +276,7 @@ class AnswerGenerator:
         short, sentences, cannot = parse_answer_lines(complete(self.llm, request).text,
                                                       sources)
         if cannot or not sentences:
-            first = sentences[0].text if sentences else ""
-            text = first if first.lower().startswith("the sources do not") else \
-                refusal(question)
-            return Generated([Sentence(text=text)], cannot_answer=True)
+            return refused(question, sentences)
         return Generated(sentences, short_answer=short or short_answer({}, sentences))
 
     def direct(self, question: str) -> Generated:
