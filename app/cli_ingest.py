@@ -26,7 +26,12 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"{s['entities']} entities, {s['relations_kept']} relations kept, "
         f"{s['relations_dropped']} dropped by the judge, {s['propositions']} propositions, "
         f"{len(s['failed_chunks'])} chunks failed extraction"
+        + (f" ({s['retried_chunks']} failed in earlier runs were tried again)"
+           if s.get("retried_chunks") else "")
     )
+    if s["failed_chunks"]:
+        out.print("[dim]chunks whose extraction failed are tried again by the next ingest of "
+                  "the same files[/]")
     if s.get("triples_dropped"):
         out.print("[bold]triples dropped[/] (before the judge): " + ", ".join(
             f"{n} {why}" for why, n in sorted(s["triples_dropped"].items())))

@@ -209,6 +209,9 @@ def train_checker(
     vitaminc: int = typer.Option(
         None, "--vitaminc", help="VitaminC training pairs (default 3,000; 0 skips the 358 MB "
         "bigbench download)."),
+    squad: int = typer.Option(
+        None, "--squad", help="SQuAD answer-claim training pairs (default 3,000; from the same "
+        "bigbench sdist)."),
     validation: int = typer.Option(1000, help="Held-out pairs the threshold is chosen on."),
     epochs: int = typer.Option(1, help="Passes over the training pairs."),
     force: bool = typer.Option(False, "--force", help="Train again even if a checker exists."),
@@ -236,6 +239,8 @@ def train_checker(
         sizes["halueval-dialogue"] = dialogue
     if vitaminc is not None:
         sizes["vitaminc"] = vitaminc
+    if squad is not None:
+        sizes["squad"] = squad
     config = TrainConfig(sizes=sizes, validation=validation, epochs=epochs)
     err.print(f"[dim]training data: {sizes}; downloads (once) into "
               f"{settings.cache_dir / 'checker-data'}[/]")

@@ -8,13 +8,24 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from core.protocols import DeleteReport
 from core.settings import get_settings
 from core.writer_lock import writer_lock
 from flows.components import CHUNK_INDEX, ENTITY_INDEX, FACT_INDEX, PROPOSITION_INDEX, Components
 
 
 def remove_from_store_and_indexes(c: Components, doc_ids: list[str]) -> dict[str, Any]:
-    rep = c.graph.delete_documents(doc_ids)
+    return remove_vectors(c, c.graph.delete_documents(doc_ids))
+
+
+def remove_chunks_from_store_and_indexes(c: Components, chunk_ids: list[str]
+                                         ) -> dict[str, Any]:
+    """Chunks (an older version's) and what only they supported; documents stay."""
+    return remove_vectors(c, c.graph.delete_chunks(chunk_ids))
+
+
+def remove_vectors(c: Components, rep: DeleteReport) -> dict[str, Any]:
+    """The vectors of what the graph just deleted (the graph first: it is the record)."""
     for name, ids in ((CHUNK_INDEX, rep.chunk_ids), (ENTITY_INDEX, rep.entity_ids),
                       (PROPOSITION_INDEX, rep.proposition_ids)):
         if ids:
@@ -38,7 +49,7 @@ def delete_documents(doc_ids: list[str]) -> dict[str, Any]:
     c = Components.from_settings(settings)
     try:
         with writer_lock(settings, "delete", notify=get_run_logger().info):
-            known = set(c.graph.document_hashes())
+            known = set(c.graph.document_states())
             found = [d for d in doc_ids if d in known]
             report = remove_from_store_and_indexes(c, found)
     finally:

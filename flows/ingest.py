@@ -29,6 +29,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from core.models import Chunk, Document
+from core.protocols import DocumentState
 from core.settings import Settings, get_settings
 from core.writer_lock import writer_lock
 from flows.components import CHUNK_INDEX, ENTITY_INDEX, Components
@@ -59,31 +60,44 @@ def ingest_config(settings: Settings, text_field: str = "text", id_field: str = 
 
 @dataclass
 class Plan:
-    """Which documents need work: `todo` in order; `stale` ids to remove before."""
+    """Which documents need work.
+
+    `todo`: to (re)write, in order. `stale`: placeholders a killed run left (no sha256):
+    removed before they are written again. `replaced`: changed documents; their old
+    chunks stay searchable until the new version is written, then go. `retry`: unchanged
+    documents with chunks whose extraction failed (chunk ids), extracted again.
+    """
 
     todo: list[Document] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
+    replaced: set[str] = field(default_factory=set)
+    retry: dict[str, tuple[str, ...]] = field(default_factory=dict)
     new: int = 0
     changed: int = 0
     resumed: int = 0
     unchanged: int = 0
 
 
-def plan_changes(docs: Sequence[Document], stored: dict[str, str | None]) -> Plan:
-    """Compare with what the store holds: same sha256 -> skip; other or none -> redo."""
+def plan_changes(docs: Sequence[Document], stored: dict[str, DocumentState],
+                 retry_failed: bool = True) -> Plan:
+    """Compare with what the store holds: same sha256 -> skip (or retry its failed chunks);
+    other -> replace; none (a placeholder) -> remove and redo."""
     plan = Plan()
     for d in docs:
-        if d.id not in stored:
+        state = stored.get(d.id)
+        if state is None:
             plan.new += 1
-        elif stored[d.id] == d.sha256:
+        elif state.sha256 == d.sha256:
             plan.unchanged += 1
+            if retry_failed and state.retry_chunks:
+                plan.retry[d.id] = state.retry_chunks
             continue
+        elif state.sha256:
+            plan.changed += 1
+            plan.replaced.add(d.id)
         else:
+            plan.resumed += 1
             plan.stale.append(d.id)
-            if stored[d.id]:
-                plan.changed += 1
-            else:
-                plan.resumed += 1
         plan.todo.append(d)
     return plan
 
@@ -123,6 +137,18 @@ def remove_documents(c: Components, doc_ids: Sequence[str]) -> int:
     from flows.delete import remove_from_store_and_indexes
 
     return int(remove_from_store_and_indexes(c, list(doc_ids))["chunks"])
+
+
+@task(name="remove-old-versions", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def remove_old_chunks(c: Components, old: dict[str, list[str]], chunks: Sequence[Chunk]
+                      ) -> int:
+    """Once the new versions of changed documents are written, remove their old chunks
+    (those the new version does not have again) with their facts and vectors."""
+    from flows.delete import remove_chunks_from_store_and_indexes
+
+    new = {ch.id for ch in chunks}
+    gone = [cid for ids in old.values() for cid in ids if cid not in new]
+    return int(remove_chunks_from_store_and_indexes(c, gone)["chunks"]) if gone else 0
 
 
 @task(name="chunk", cache_policy=NO_CACHE)
@@ -171,21 +197,70 @@ def write_mentions(c: Components, chunks: Sequence[Chunk], s: IngestSummary
 
 
 @task(name="mark-documents-done", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def mark_done(c: Components, docs: Sequence[Document]) -> None:
+def mark_done(c: Components, docs: Sequence[Document],
+              retry: dict[str, list[str]] | None = None) -> None:
     """The checkpoint: save the vector indexes, then mark the documents done (their sha256
-    on the Document node). Until then a re-run redoes them, so nothing is half-kept."""
+    on the Document node, and the chunks whose extraction failed, for the next run to
+    retry). Until then a re-run redoes them, so nothing is half-kept."""
     c.save_indexes()
-    c.graph.upsert_documents(docs)
+    c.graph.upsert_documents(docs, retry)
 
 
-def checkpoint(c: Components, pending: list[Document], s: IngestSummary) -> None:
+@dataclass
+class Pending:
+    """Documents finished since the last checkpoint, and their failed chunks."""
+
+    docs: list[Document] = field(default_factory=list)
+    retry: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, docs: Sequence[Document], chunks: Sequence[Chunk],
+            failed: Sequence[Problem]) -> None:
+        self.docs += docs
+        doc_of = {ch.id: ch.doc_id for ch in chunks}
+        for p in failed:
+            if p.kind == "extraction" and p.where in doc_of:
+                self.retry.setdefault(doc_of[p.where], []).append(p.where)
+
+
+def checkpoint(c: Components, pending: Pending, s: IngestSummary) -> None:
     """Make the finished batches durable; empties `pending`."""
-    if not pending:
+    if not pending.docs:
         return
     t = time.perf_counter()
-    mark_done(c, list(pending))
+    mark_done(c, list(pending.docs), dict(pending.retry))
     s.add_time("checkpoint", time.perf_counter() - t)
-    pending.clear()
+    pending.docs.clear()
+    pending.retry.clear()
+
+
+def write_batch(c: Components, docs: Sequence[Document], chunks: Sequence[Chunk],
+                builder: GraphBuilder | None, s: IngestSummary) -> None:
+    """Chunks and their vectors, the mention layer, then the LLM fact layer."""
+    t = time.perf_counter()
+    write_chunks(c, chunks)
+    s.add_time("embed + write chunks", time.perf_counter() - t)
+    s.chunks += len(chunks)
+    mentioned: dict[str, tuple[str, ...]] = {}
+    if c.settings.mention_layer:
+        t = time.perf_counter()
+        mentioned = write_mentions(c, chunks, s)
+        s.add_time("mention layer", time.perf_counter() - t)
+    if builder is not None:
+        builder.build(docs, chunks, s, mentioned)
+
+
+def retry_failed_chunks(c: Components, docs: Sequence[Document],
+                        retry: dict[str, tuple[str, ...]], builder: GraphBuilder,
+                        s: IngestSummary, pending: Pending) -> None:
+    """Extract again the chunks an earlier run could not (malformed or cut-off LLM output,
+    a server that was down); what fails again stays listed for the next run."""
+    chunks = c.graph.get_chunks([cid for d in docs for cid in retry[d.id]])
+    s.retried_chunks += len(chunks)
+    failed_before = len(s.failed_chunks)
+    names = write_mentions(c, chunks, s) if c.settings.mention_layer else {}
+    builder.build(docs, chunks, s, names)
+    pending.add(docs, chunks, s.failed_chunks[failed_before:])
+    checkpoint(c, pending, s)
 
 
 def batches(items: Sequence[Document], size: int) -> Iterator[list[Document]]:
@@ -250,7 +325,7 @@ def run_stages(c: Components, config: IngestConfig, sources: Sequence[str],
     kept, s.dropped = clean_documents(docs, config)
     s.add_time("clean", time.perf_counter() - t)
 
-    plan = plan_changes(kept, dict(c.graph.document_hashes()))
+    plan = plan_changes(kept, c.graph.document_states(), retry_failed=do_extract)
     s.new, s.changed, s.resumed, s.unchanged = plan.new, plan.changed, plan.resumed, \
         plan.unchanged
     if plan.stale:
@@ -258,34 +333,35 @@ def run_stages(c: Components, config: IngestConfig, sources: Sequence[str],
         s.chunks_removed += remove_documents(c, plan.stale)
         s.add_time("remove stale", time.perf_counter() - t)
 
-    builder = GraphBuilder(c) if do_extract and plan.todo else None
+    builder = GraphBuilder(c) if do_extract and (plan.todo or plan.retry) else None
     usage_before = builder.usage() if builder else None
     done = 0
-    pending: list[Document] = []  # finished since the last checkpoint
+    pending = Pending()
     last_checkpoint = time.perf_counter()
     report("documents", 0, len(plan.todo))
     try:
         for batch in batches(plan.todo, c.settings.ingest_batch_docs):
+            old = {d.id: [ch.id for ch in c.graph.chunks_of_document(d.id)]
+                   for d in batch if d.id in plan.replaced}
             t = time.perf_counter()
             chunks = chunk_documents(batch, config)
             s.add_time("chunk", time.perf_counter() - t)
-            t = time.perf_counter()
-            write_chunks(c, chunks)
-            s.add_time("embed + write chunks", time.perf_counter() - t)
-            s.chunks += len(chunks)
-            mentioned: dict[str, tuple[str, ...]] = {}
-            if c.settings.mention_layer:
+            failed_before = len(s.failed_chunks)
+            write_batch(c, batch, chunks, builder, s)
+            if old:  # the new versions are written: now the old ones can go
                 t = time.perf_counter()
-                mentioned = write_mentions(c, chunks, s)
-                s.add_time("mention layer", time.perf_counter() - t)
-            if builder is not None:
-                builder.build(batch, chunks, s, mentioned)
-            pending += batch
+                s.chunks_removed += remove_old_chunks(c, old, chunks)
+                s.add_time("remove old versions", time.perf_counter() - t)
+            pending.add(batch, chunks, s.failed_chunks[failed_before:])
             if time.perf_counter() - last_checkpoint >= c.settings.checkpoint_seconds:
                 checkpoint(c, pending, s)
                 last_checkpoint = time.perf_counter()
             done += len(batch)
             report("documents", done, len(plan.todo))
+        if builder is not None and plan.retry:
+            checkpoint(c, pending, s)
+            retry_failed_chunks(c, [d for d in kept if d.id in plan.retry], plan.retry,
+                                builder, s, pending)
     except Exception:
         # The batches finished before the failing one are whole: keep them. (A kill or
         # Ctrl-C skips this; the re-run then redoes the batches since the last checkpoint.)

@@ -42,6 +42,7 @@ class IngestSummary:
     triples_dropped: dict[str, int] = field(default_factory=dict)  # before the judge, by reason
     propositions: int = 0
     failed_chunks: list[Problem] = field(default_factory=list)
+    retried_chunks: int = 0  # chunks an earlier run failed to extract, tried again
     llm: dict[str, Any] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
@@ -67,7 +68,9 @@ class IngestSummary:
             f"{self.synonyms} synonym edges. "
             f"Entities: {self.entities}, relations kept {self.relations_kept} / dropped by "
             f"the judge {self.relations_dropped}, propositions {self.propositions}, "
-            f"failed chunks {len(self.failed_chunks)}.",
+            f"failed chunks {len(self.failed_chunks)}"
+            + (f" (retried from earlier runs: {self.retried_chunks})" if self.retried_chunks
+               else "") + ".",
         ]
         if self.triples_dropped:
             lines.append("Triples dropped before the judge: " + ", ".join(

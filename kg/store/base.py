@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import unicodedata
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from core.models import Chunk, Document, Entity, Mention, Proposition, Relation, Synonym
-from core.protocols import DeleteReport, GraphStats, Neighbour, QueryResult
+from core.protocols import DeleteReport, DocumentState, GraphStats, Neighbour, QueryResult
 from kg.store import cypher as queries
 from kg.store.read_only import ensure_read_only
 
@@ -96,9 +96,14 @@ class CypherGraphStore(ABC):
         for batch in _batches(rows, self.batch_size):
             self._write(query, {"rows": batch})
 
-    def upsert_documents(self, docs: Sequence[Document]) -> None:
+    def upsert_documents(self, docs: Sequence[Document],
+                         retry_chunks: Mapping[str, Sequence[str]] | None = None) -> None:
+        """Documents marked done (their sha256); `retry_chunks[doc_id]` lists chunks whose
+        extraction failed, for a later run to try again."""
+        retry = retry_chunks or {}
         rows = [
-            {"id": d.id, "source": d.source, "title": d.title, "sha256": d.sha256} for d in docs
+            {"id": d.id, "source": d.source, "title": d.title, "sha256": d.sha256,
+             "retry_chunks": list(retry.get(d.id, ()))} for d in docs
         ]
         self._write_rows(queries.UPSERT_DOCUMENTS, rows)
 
@@ -191,7 +196,14 @@ class CypherGraphStore(ABC):
     # ------------------------------------------------------------------ reads
 
     def document_hashes(self) -> dict[str, str]:
-        return {r["id"]: r["sha256"] for r in self._read(queries.DOCUMENT_HASHES, {})}
+        """The sha256 of every document marked done."""
+        return {d: s.sha256 for d, s in self.document_states().items() if s.sha256}
+
+    def document_states(self) -> dict[str, DocumentState]:
+        """Every document the graph holds, placeholders (sha256 empty: a killed run wrote
+        some of its chunks) included, with the chunks whose extraction is to be retried."""
+        return {r["id"]: DocumentState(r["sha256"] or "", tuple(r["retry_chunks"] or ()))
+                for r in self._read(queries.DOCUMENT_STATES, {})}
 
     def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
         """Chunks in the order of `chunk_ids`; unknown ids are left out."""
@@ -313,6 +325,15 @@ class CypherGraphStore(ABC):
             return DeleteReport()
         return self._write_unit(lambda run: _delete_documents(run, ids))
 
+    def delete_chunks(self, chunk_ids: Sequence[str]) -> DeleteReport:
+        """Remove chunks (an older version's, once the new one is written) and exactly
+        what only they supported, as `delete_documents` does; their documents stay and
+        their NEXT chains are rebuilt."""
+        ids = list(dict.fromkeys(chunk_ids))
+        if not ids:
+            return DeleteReport()
+        return self._write_unit(lambda run: _delete_chunks(run, ids))
+
     # ------------------------------------------------------------------ console
 
     def read_query(
@@ -341,6 +362,19 @@ class CypherGraphStore(ABC):
 
 def _delete_documents(run: Runner, doc_ids: list[str]) -> DeleteReport:
     chunk_ids = [r["id"] for r in run(queries.DOC_CHUNK_IDS, {"doc_ids": doc_ids})]
+    return _delete_scope(run, doc_ids, chunk_ids)
+
+
+def _delete_chunks(run: Runner, chunk_ids: list[str]) -> DeleteReport:
+    doc_ids = [r["id"] for r in run(queries.CHUNK_DOC_IDS, {"chunk_ids": chunk_ids})]
+    report = _delete_scope(run, [], chunk_ids)
+    _next_relinker(doc_ids)(run)
+    return report
+
+
+def _delete_scope(run: Runner, doc_ids: list[str], chunk_ids: list[str]) -> DeleteReport:
+    """Delete these chunks, the facts and propositions from them (or from these
+    documents), the documents, then the entities left unsupported."""
     scope = {"doc_ids": doc_ids, "chunk_ids": chunk_ids}
     entity_ids = list(dict.fromkeys(r["id"] for r in run(queries.DOC_ENTITY_IDS, scope)))
     relations = _count(run(queries.DELETE_DOC_RELATIONS, scope))

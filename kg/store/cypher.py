@@ -30,10 +30,12 @@ REL_TYPES = ("PART_OF", "NEXT", "MENTIONED_IN", "SYNONYM", "RELATES", "FROM", "A
 
 # --------------------------------------------------------------------------- writes
 
+# `retry_chunks`: the ids of chunks whose extraction failed; a re-run extracts them again.
 UPSERT_DOCUMENTS = """
 UNWIND $rows AS r
 MERGE (d:Document {id: r.id})
-SET d.source = r.source, d.title = r.title, d.sha256 = r.sha256
+SET d.source = r.source, d.title = r.title, d.sha256 = r.sha256,
+    d.retry_chunks = r.retry_chunks
 """
 
 # A chunk whose document was not written yet gets a placeholder Document (no sha256), so
@@ -139,10 +141,10 @@ MERGE (p)-[:ABOUT]->(e)
 
 # --------------------------------------------------------------------------- reads
 
-DOCUMENT_HASHES = """
+# Every document, placeholders too (sha256 null: a killed run wrote some of its chunks).
+DOCUMENT_STATES = """
 MATCH (d:Document)
-WHERE d.sha256 IS NOT NULL
-RETURN d.id AS id, d.sha256 AS sha256
+RETURN d.id AS id, d.sha256 AS sha256, d.retry_chunks AS retry_chunks
 """
 
 _CHUNK_COLUMNS = (
@@ -297,6 +299,16 @@ UNION
 UNWIND $doc_ids AS did
 MATCH (:Proposition {doc_id: did})-[:ABOUT]->(e:Entity)
 RETURN DISTINCT e.id AS id
+UNION
+UNWIND $chunk_ids AS cid
+MATCH (:Proposition {chunk_id: cid})-[:ABOUT]->(e:Entity)
+RETURN DISTINCT e.id AS id
+"""
+
+CHUNK_DOC_IDS = """
+UNWIND $chunk_ids AS cid
+MATCH (c:Chunk {id: cid})
+RETURN DISTINCT c.doc_id AS id
 """
 
 DELETE_DOC_RELATIONS = """

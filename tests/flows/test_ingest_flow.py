@@ -179,3 +179,118 @@ def test_killed_run_resumes_to_the_same_state(kgrag_env: Path, tmp_path: Path,
     get_settings.cache_clear()
     ingest_corpus([str(corpus)], extract=True)
     assert snapshot() == state
+
+
+def test_changed_document_stays_searchable_until_its_new_version_is_written(
+        kgrag_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Write the new version, then remove the old: while a changed document is being
+    re-ingested its old chunks are still there; a kill between the two steps is finished
+    by the re-run."""
+    import flows.ingest
+
+    corpus = write_corpus(tmp_path / "corpus")
+    ingest_corpus([str(corpus)], extract=False)
+    old_chunks = {c[0] for c in snapshot()["chunks"]}
+    (corpus / "danube.txt").write_text("The Danube is the second-longest river in Europe. "
+                                       "It rises in the Black Forest of Germany.")
+    seen: list[set[str]] = []
+    real = flows.ingest.remove_old_chunks
+
+    def killed_before_removal(*args: Any, **kwargs: Any) -> Any:
+        seen.append({c[0] for c in snapshot()["chunks"]})
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(flows.ingest, "remove_old_chunks", killed_before_removal)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_corpus([str(corpus)], extract=False)
+    assert old_chunks < seen[0]  # old and new versions both present while writing
+    monkeypatch.setattr(flows.ingest, "remove_old_chunks", real)
+    s = ingest_corpus([str(corpus)], extract=False)
+    assert (s["changed"], s["unchanged"], s["chunks_removed"]) == (1, 2, 1)
+    state = snapshot()
+    assert len(old_chunks - {c[0] for c in state["chunks"]}) == 1
+    assert state["vectors"][CHUNK_INDEX] == {c[0] for c in state["chunks"]}
+
+    monkeypatch.setenv("KGRAG_GRAPH_NAME", "t_fresh_changed")
+    monkeypatch.setenv("KGRAG_DATA_DIR", str(tmp_path / "fresh"))
+    get_settings.cache_clear()
+    ingest_corpus([str(corpus)], extract=False)
+    assert snapshot() == state
+
+
+def test_placeholder_left_by_a_kill_is_resumed_and_its_partial_chunks_removed(
+        kgrag_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kill after a document's chunks were written but before it was marked done
+    leaves a placeholder Document (no sha256). If the file then changes, the re-run must
+    count it as resumed and remove the partial chunks first, not keep them beside the new
+    ones."""
+    import flows.ingest
+
+    monkeypatch.setenv("KGRAG_CHECKPOINT_SECONDS", "3600")
+    get_settings.cache_clear()
+    corpus = write_corpus(tmp_path / "corpus")
+    real = flows.ingest.write_mentions
+
+    def killed(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(flows.ingest, "write_mentions", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_corpus([str(corpus)], extract=False)
+    partial = snapshot()
+    assert partial["chunks"] and {sha for _, sha in partial["documents"]} == {None}
+    monkeypatch.setattr(flows.ingest, "write_mentions", real)
+    (corpus / "danube.txt").write_text("The Danube is the second-longest river in Europe. "
+                                       "It rises in the Black Forest of Germany.")
+    s = ingest_corpus([str(corpus)], extract=False)
+    assert (s["resumed"], s["new"]) == (3, 0) and s["chunks_removed"] == len(partial["chunks"])
+    state = snapshot()
+
+    monkeypatch.setenv("KGRAG_GRAPH_NAME", "t_fresh_placeholder")
+    monkeypatch.setenv("KGRAG_DATA_DIR", str(tmp_path / "fresh"))
+    get_settings.cache_clear()
+    ingest_corpus([str(corpus)], extract=False)
+    assert snapshot() == state
+
+
+def test_chunks_whose_extraction_failed_are_retried_by_the_next_run(
+        kgrag_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        scripted_llm: ScriptedChatModel) -> None:
+    """The model failing on one chunk does not leave that chunk's facts missing for good:
+    the document is marked done with the chunk listed, and the next ingest of the same
+    files extracts only that chunk again."""
+    from tests.corpus import scripted_extraction
+
+    corpus = write_corpus(tmp_path / "corpus")
+
+    def down_for_the_danube(request: Any) -> str:
+        if "Danube" in request.messages[-1]["content"]:
+            raise ValueError("model server went away")
+        return scripted_extraction(request)
+
+    scripted_llm.default = down_for_the_danube
+    first = ingest_corpus([str(corpus)], extract=True)
+    assert [p["kind"] for p in first["failed_chunks"]] == ["extraction"]
+    assert "Danube" not in _relation_names(snapshot())
+
+    scripted_llm.default = scripted_extraction
+    calls = scripted_llm.calls
+    second = ingest_corpus([str(corpus)], extract=True)
+    assert (second["unchanged"], second["retried_chunks"], second["failed_chunks"]) == (3, 1, [])
+    assert scripted_llm.calls == calls + 1  # that chunk only
+    state = snapshot()
+    assert "Danube" in _relation_names(state)
+    third = ingest_corpus([str(corpus)], extract=True)
+    assert third["retried_chunks"] == 0 and scripted_llm.calls == calls + 1
+
+    monkeypatch.setenv("KGRAG_GRAPH_NAME", "t_fresh_retry")
+    monkeypatch.setenv("KGRAG_DATA_DIR", str(tmp_path / "fresh"))
+    get_settings.cache_clear()
+    ingest_corpus([str(corpus)], extract=True)
+    assert snapshot() == state
+
+
+def _relation_names(snap: dict[str, Any]) -> set[str]:
+    """The names of the entities some fact links."""
+    names = dict(snap["entities"])
+    return {names.get(x, "") for s, _, o, _ in snap["relations"] for x in (s, o)}

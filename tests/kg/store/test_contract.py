@@ -181,6 +181,38 @@ class GraphStoreContract:
         assert store.stats().nodes == {"Document": 1, "Chunk": 2, "Entity": 3, "Proposition": 1}
         assert store.delete_documents(["d1"]).documents == 0
 
+    def test_delete_chunks_removes_what_only_they_supported(self, store: GraphStore) -> None:
+        """An old version's chunks go once the new version is written: their facts,
+        propositions and the entities only they held; the document stays, NEXT relinked."""
+        data = corpus()
+        data.write(store)
+        apple, _, cupertino, _ = data.entities
+        middle = data.chunks[1]  # d1's "Apple is in Cupertino." with its fact and proposition
+        report = store.delete_chunks([middle.id, "missing"])
+        assert (report.documents, report.chunks, report.relations) == (0, 1, 1)
+        assert (report.propositions, report.entities) == (1, 1)
+        assert report.entity_ids == [cupertino.id] and report.chunk_ids == [middle.id, "missing"]
+        assert store.get_entities([apple.id, cupertino.id]) == [apple]
+        assert store.neighbours(apple.id, "located in") == []
+        assert [c.position for c in store.chunks_of_document("d1")] == [0, 2]
+        assert next_pairs(store, "d1") == [(0, 2)]
+        assert store.document_hashes() == {"d1": "sha-d1", "d2": "sha-d2"}
+        assert store.delete_chunks([]).chunks == 0
+
+    def test_document_states_show_placeholders_and_chunks_to_retry(
+            self, store: GraphStore) -> None:
+        data = corpus()
+        store.upsert_chunks(data.chunks)  # a killed run: chunks, no document marked done
+        states = store.document_states()
+        assert {d: s.sha256 for d, s in states.items()} == {"d1": "", "d2": ""}
+        assert store.document_hashes() == {}
+        store.upsert_documents(data.docs, {"d2": [data.chunks[4].id]})
+        states = store.document_states()
+        assert states["d1"].sha256 == "sha-d1" and states["d1"].retry_chunks == ()
+        assert states["d2"].retry_chunks == (data.chunks[4].id,)
+        store.upsert_documents(data.docs[1:])
+        assert store.document_states()["d2"].retry_chunks == ()
+
     def test_relation_candidates_and_neighbours(self, store: GraphStore) -> None:
         data = corpus()
         data.write(store)
