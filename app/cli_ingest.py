@@ -83,9 +83,10 @@ def ingest(
         tasks: dict[str, Any] = {}
 
         def sink(stage: str, done: int, total: int) -> None:
+            # total 0: not known yet (documents are counted as the corpus streams in)
             if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
+                tasks[stage] = bar.add_task(stage, total=total or None)
+            bar.update(tasks[stage], completed=done, total=total or None)
 
         with watching(sink), prefect_api(settings):
             summary = ingest_corpus(list(paths), extract=extract, text_field=text_field,

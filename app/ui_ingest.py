@@ -25,7 +25,10 @@ def run_ingest(sources: list[str], extract: bool) -> dict[str, Any]:
     def sink(stage: str, done: int, total: int) -> None:
         if stage not in bars:
             bars[stage] = st.progress(0.0, text=stage)
-        bars[stage].progress(done / total if total else 1.0, text=f"{stage}: {done}/{total}")
+        if total:
+            bars[stage].progress(min(done / total, 1.0), text=f"{stage}: {done}/{total}")
+        else:  # not known yet: the corpus is still being read
+            bars[stage].progress(0.0, text=f"{stage}: {done} so far")
 
     # Another ingest or delete writing to the data dir: say so at once (the page shows
     # the error) instead of blocking the page until it has finished.

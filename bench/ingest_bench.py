@@ -159,11 +159,16 @@ def substages() -> Iterator[SubstageClock]:
         clock.restore()
 
 
-def progress_printer(every: float = 0.1) -> Callable[[str, int, int], None]:
+def progress_printer(expected: int = 0, every: float = 0.1
+                     ) -> Callable[[str, int, int], None]:
     state = {"next": 0.0, "t0": time.perf_counter()}
 
     def sink(stage: str, done: int, total: int) -> None:
-        if stage != "documents" or not total:
+        # ingest streams the corpus: the total is 0 (unknown) until the end
+        if stage != "documents":
+            return
+        total = total or expected
+        if not total:
             return
         if done / total >= state["next"] or done == total:
             print(f"    {done:,}/{total:,} documents ({time.perf_counter() - state['t0']:.0f}s)",
@@ -177,7 +182,9 @@ def timed_run(corpus: Path, extract: bool) -> dict[str, Any]:
     from flows.ingest import ingest_corpus
     from flows.progress import watching
 
-    with substages() as clock, watching(progress_printer()):
+    with corpus.open("rb") as f:
+        lines = sum(1 for _ in f)
+    with substages() as clock, watching(progress_printer(lines)):
         t = time.perf_counter()
         summary = ingest_corpus([str(corpus)], extract=extract)
         wall = time.perf_counter() - t

@@ -3,6 +3,10 @@ facts, propositions, orphaned entities and their vectors — with no LLM call.""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -13,15 +17,67 @@ from core.settings import get_settings
 from core.writer_lock import writer_lock
 from flows.components import CHUNK_INDEX, ENTITY_INDEX, FACT_INDEX, PROPOSITION_INDEX, Components
 
+log = logging.getLogger(__name__)
+
+
+#: Present while a delete runs: the graph's part lands first, then the vectors. A kill in
+#: between leaves vectors of what the graph no longer has, and nothing names them any more
+#: (the documents are gone), so the next writer that finds this file reconciles every index
+#: with the graph before it starts.
+DELETE_JOURNAL = "delete-in-progress"
+
+
+@contextlib.contextmanager
+def delete_journal(c: Components) -> Iterator[None]:
+    journal = c.settings.run_dir / DELETE_JOURNAL
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_text(str(os.getpid()))
+    yield
+    journal.unlink(missing_ok=True)
+
+
+def recover_interrupted_delete(c: Components) -> int:
+    """If a delete was killed half-way, drop the vectors the graph no longer backs; how
+    many. Callers hold the writer lock."""
+    journal = c.settings.run_dir / DELETE_JOURNAL
+    if not journal.exists():
+        return 0
+    removed = reconcile_indexes(c)
+    log.warning("an earlier delete was interrupted; removed %d vectors of deleted records",
+                removed)
+    journal.unlink(missing_ok=True)
+    return removed
+
+
+def reconcile_indexes(c: Components) -> int:
+    """Remove from every vector index the ids whose record is not in the graph."""
+    chunks = set(c.graph.chunk_ids())
+    backed = {CHUNK_INDEX: chunks, ENTITY_INDEX: set(c.graph.entity_names()),
+              PROPOSITION_INDEX: set(c.graph.proposition_ids())}
+    removed = 0
+    for name in (CHUNK_INDEX, ENTITY_INDEX, PROPOSITION_INDEX, FACT_INDEX):
+        index = c.index(name)
+        if name == FACT_INDEX:  # fact vector ids end in their chunk's id
+            stale = [i for i in index.ids() if i.rsplit(":", 1)[-1] not in chunks]
+        else:
+            stale = [i for i in index.ids() if i not in backed[name]]
+        if stale:
+            index.remove(stale)
+            index.save()
+            removed += len(stale)
+    return removed
+
 
 def remove_from_store_and_indexes(c: Components, doc_ids: list[str]) -> dict[str, Any]:
-    return remove_vectors(c, c.graph.delete_documents(doc_ids))
+    with delete_journal(c):
+        return remove_vectors(c, c.graph.delete_documents(doc_ids))
 
 
 def remove_chunks_from_store_and_indexes(c: Components, chunk_ids: list[str]
                                          ) -> dict[str, Any]:
     """Chunks (an older version's) and what only they supported; documents stay."""
-    return remove_vectors(c, c.graph.delete_chunks(chunk_ids))
+    with delete_journal(c):
+        return remove_vectors(c, c.graph.delete_chunks(chunk_ids))
 
 
 def remove_vectors(c: Components, rep: DeleteReport) -> dict[str, Any]:
@@ -49,6 +105,7 @@ def delete_documents(doc_ids: list[str]) -> dict[str, Any]:
     c = Components.from_settings(settings)
     try:
         with writer_lock(settings, "delete", notify=get_run_logger().info):
+            recover_interrupted_delete(c)
             known = set(c.graph.document_states())
             found = [d for d in doc_ids if d in known]
             report = remove_from_store_and_indexes(c, found)

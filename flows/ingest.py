@@ -1,5 +1,6 @@
 """`ingest_corpus`: files in; a lexical graph, a knowledge graph and vector indexes out.
 
+    per window of 512 documents read (the corpus is streamed, never held whole):
     load -> clean / dedup / filter -> plan (new, changed, unchanged) -> per batch:
     chunk -> embed -> write chunks + vectors -> mention layer (spaCy entities, mention
     counts, synonym edges: no LLM call) -> extract (1 LLM call / chunk) -> judge
@@ -37,7 +38,9 @@ from flows.graph_build import GraphBuilder
 from flows.progress import report
 from flows.runners import TaskRunnerFromSettings
 from flows.summary import IngestSummary, Problem, save_run_summary
+from ingest.clean import DocumentCleaner
 from ingest.config import IngestConfig
+from ingest.records import LoadResult
 
 
 def ingest_config(settings: Settings, text_field: str = "text", id_field: str = "id",
@@ -105,27 +108,52 @@ def plan_changes(docs: Sequence[Document], stored: dict[str, DocumentState],
 # ------------------------------------------------------------------------------ tasks
 
 
-@task(name="load-documents", cache_policy=NO_CACHE)
-def load_documents(sources: Sequence[str], config: IngestConfig
-                   ) -> tuple[list[Document], list[Problem]]:
+def load_stream(sources: Sequence[str], config: IngestConfig, s: IngestSummary
+                ) -> Iterator[list[Document]]:
+    """The corpus in windows of `LOAD_WINDOW` loaded, cleaned, deduplicated documents:
+    only a window's text is held at a time (dedup keeps a hash and a MinHash per document),
+    so memory does not grow with the size of the corpus."""
     from ingest.loaders import CorpusLoader
 
-    docs, problems = [], []
-    for result in CorpusLoader(config).run(list(sources)):
+    cleaner = DocumentCleaner(config)  # one for the whole run: dedup spans the windows
+    results = CorpusLoader(config).run(list(sources))
+    while True:
+        t = time.perf_counter()
+        docs, problems = load_window(results, LOAD_WINDOW)
+        s.add_time("load", time.perf_counter() - t)
+        s.documents_seen += len(docs) + len(problems)
+        s.failed += problems
+        if not docs and not problems:
+            return
+        t = time.perf_counter()
+        kept, dropped = clean_documents(cleaner, docs)
+        s.add_time("clean", time.perf_counter() - t)
+        s.dropped += dropped
+        if kept:
+            yield kept
+
+
+#: Documents read and cleaned at a time (their text is what ingest holds in memory).
+LOAD_WINDOW = 512
+
+
+def load_window(results: Iterator[LoadResult], size: int) -> tuple[list[Document], list[Problem]]:
+    docs: list[Document] = []
+    problems: list[Problem] = []
+    for result in results:
         if result.document is not None:
             docs.append(result.document)
         elif result.error is not None:
             problems.append(Problem(result.error.source, result.error.reason,
                                     result.error.kind))
+        if len(docs) + len(problems) >= size:
+            break
     return docs, problems
 
 
-@task(name="clean-documents", cache_policy=NO_CACHE)
-def clean_documents(docs: Sequence[Document], config: IngestConfig
+def clean_documents(cleaner: DocumentCleaner, docs: Sequence[Document]
                     ) -> tuple[list[Document], list[Problem]]:
-    from ingest.clean import DocumentCleaner
-
-    result = DocumentCleaner(config).run(docs)
+    result = cleaner.run(docs)
     dropped = [Problem(f"{d.source} ({d.doc_id})", d.detail or d.reason, d.reason)
                for d in result.dropped]
     return result.kept, dropped
@@ -316,52 +344,56 @@ def ingest_corpus(
 
 def run_stages(c: Components, config: IngestConfig, sources: Sequence[str],
                do_extract: bool, s: IngestSummary) -> None:
-    t = time.perf_counter()
-    docs, s.failed = load_documents(sources, config)
-    s.documents_seen = len(docs) + len(s.failed)
-    s.add_time("load", time.perf_counter() - t)
+    from flows.delete import recover_interrupted_delete
 
-    t = time.perf_counter()
-    kept, s.dropped = clean_documents(docs, config)
-    s.add_time("clean", time.perf_counter() - t)
-
-    plan = plan_changes(kept, c.graph.document_states(), retry_failed=do_extract)
-    s.new, s.changed, s.resumed, s.unchanged = plan.new, plan.changed, plan.resumed, \
-        plan.unchanged
-    if plan.stale:
-        t = time.perf_counter()
-        s.chunks_removed += remove_documents(c, plan.stale)
-        s.add_time("remove stale", time.perf_counter() - t)
-
-    builder = GraphBuilder(c) if do_extract and (plan.todo or plan.retry) else None
-    usage_before = builder.usage() if builder else None
-    done = 0
+    recover_interrupted_delete(c)
+    stored = c.graph.document_states()
+    builder: GraphBuilder | None = None
+    usage_before = None
+    retry_docs: list[Document] = []
+    retry: dict[str, tuple[str, ...]] = {}
     pending = Pending()
     last_checkpoint = time.perf_counter()
-    report("documents", 0, len(plan.todo))
+    done = 0
+    report("documents", 0, 0)  # the total is not known until the corpus has been read
     try:
-        for batch in batches(plan.todo, c.settings.ingest_batch_docs):
-            old = {d.id: [ch.id for ch in c.graph.chunks_of_document(d.id)]
-                   for d in batch if d.id in plan.replaced}
-            t = time.perf_counter()
-            chunks = chunk_documents(batch, config)
-            s.add_time("chunk", time.perf_counter() - t)
-            failed_before = len(s.failed_chunks)
-            write_batch(c, batch, chunks, builder, s)
-            if old:  # the new versions are written: now the old ones can go
+        for window in load_stream(sources, config, s):
+            plan = plan_changes(window, stored, retry_failed=do_extract)
+            s.new += plan.new
+            s.changed += plan.changed
+            s.resumed += plan.resumed
+            s.unchanged += plan.unchanged
+            retry.update(plan.retry)
+            retry_docs += [d for d in window if d.id in plan.retry]
+            if plan.stale:
                 t = time.perf_counter()
-                s.chunks_removed += remove_old_chunks(c, old, chunks)
-                s.add_time("remove old versions", time.perf_counter() - t)
-            pending.add(batch, chunks, s.failed_chunks[failed_before:])
-            if time.perf_counter() - last_checkpoint >= c.settings.checkpoint_seconds:
-                checkpoint(c, pending, s)
-                last_checkpoint = time.perf_counter()
-            done += len(batch)
-            report("documents", done, len(plan.todo))
-        if builder is not None and plan.retry:
+                s.chunks_removed += remove_documents(c, plan.stale)
+                s.add_time("remove stale", time.perf_counter() - t)
+            if builder is None and do_extract and (plan.todo or plan.retry):
+                builder = GraphBuilder(c)
+                usage_before = builder.usage()
+            for batch in batches(plan.todo, c.settings.ingest_batch_docs):
+                old = {d.id: [ch.id for ch in c.graph.chunks_of_document(d.id)]
+                       for d in batch if d.id in plan.replaced}
+                t = time.perf_counter()
+                chunks = chunk_documents(batch, config)
+                s.add_time("chunk", time.perf_counter() - t)
+                failed_before = len(s.failed_chunks)
+                write_batch(c, batch, chunks, builder, s)
+                if old:  # the new versions are written: now the old ones can go
+                    t = time.perf_counter()
+                    s.chunks_removed += remove_old_chunks(c, old, chunks)
+                    s.add_time("remove old versions", time.perf_counter() - t)
+                pending.add(batch, chunks, s.failed_chunks[failed_before:])
+                if time.perf_counter() - last_checkpoint >= c.settings.checkpoint_seconds:
+                    checkpoint(c, pending, s)
+                    last_checkpoint = time.perf_counter()
+                done += len(batch)
+                report("documents", done, 0)
+        report("documents", done, done)
+        if builder is not None and retry:
             checkpoint(c, pending, s)
-            retry_failed_chunks(c, [d for d in kept if d.id in plan.retry], plan.retry,
-                                builder, s, pending)
+            retry_failed_chunks(c, retry_docs, retry, builder, s, pending)
     except Exception:
         # The batches finished before the failing one are whole: keep them. (A kill or
         # Ctrl-C skips this; the re-run then redoes the batches since the last checkpoint.)

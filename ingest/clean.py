@@ -6,9 +6,10 @@
     >>> [d.id for d in result.kept] == [result.kept[0].id], result.dropped[0].reason
     (True, 'exact_duplicate')
 
-Order per document: the same id twice in one batch, then quality rules, then exact
-duplicate, then near duplicate. The first document of a duplicate group is kept, so the
-result depends only on the order of the input.
+Order per document: the same id twice, then quality rules, then exact duplicate, then near
+duplicate. The first document of a duplicate group is kept, so the result depends only on
+the order of the input. A cleaner remembers what it kept across `run` calls: a corpus
+streamed through one cleaner in windows is cleaned as if it were one batch.
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ class DocumentCleaner:
         self.quality = QualityFilter(self.config)
         self.exact = exact if exact is not None else ExactDuplicateIndex()
         self.near = near if near is not None else NearDuplicateIndex(self.config)
+        self._sources: dict[str, str] = {}  # kept document id -> where it came from
 
     def run(self, documents: Iterable[Document]) -> CleanResult:
         kept: list[Document] = []
         dropped: list[Dropped] = []
-        sources: dict[str, str] = {}
+        sources = self._sources
         for doc in documents:
             doc = _normalised(doc)
             reason = self._drop_reason(doc, sources)
@@ -60,7 +62,7 @@ class DocumentCleaner:
             return Dropped(doc_id=doc.id, source=doc.source, reason=reason, detail=detail)
 
         if doc.id in sources:
-            return drop("duplicate_id", f"id already used in this batch by {sources[doc.id]}")
+            return drop("duplicate_id", f"id already used by {sources[doc.id]}")
         failed = self.quality.run(doc.text)
         if failed is not None:
             return drop(*failed)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import re
 
-from datasketch import MinHash, MinHashLSH
+import numpy as np
+from datasketch import MinHash
+from datasketch.lsh import _optimal_param
 
 from ingest.config import IngestConfig
 
@@ -43,17 +45,23 @@ class ExactDuplicateIndex:
 
 
 class NearDuplicateIndex:
-    """MinHash signatures of word shingles, indexed by LSH at a Jaccard threshold."""
+    """MinHash signatures of word shingles, indexed by LSH at a Jaccard threshold.
+
+    Compact, for corpora streamed through ingest: signatures live in one uint32 matrix
+    (512 bytes a document at 128 permutations) and the LSH buckets in an open-addressing
+    table of (band hash, row) pairs (~200 bytes a document), instead of datasketch's
+    `MinHashLSH` (~7 KB a document: Python sets and byte keys per band).
+    """
 
     def __init__(self, config: IngestConfig) -> None:
         self.threshold = config.near_duplicate_threshold
         self.num_perm = config.minhash_num_perm
         self.shingle_words = config.shingle_words
-        self._lsh = MinHashLSH(
-            threshold=self.threshold, num_perm=self.num_perm, weights=_LSH_WEIGHTS
-        )
-        self._signatures: dict[str, MinHash] = {}
-        self._order: dict[str, int] = {}
+        self.bands, self.rows = _optimal_param(self.threshold, self.num_perm, *_LSH_WEIGHTS)
+        self._ids: list[str] = []
+        self._row: dict[str, int] = {}
+        self._signatures = np.zeros((0, self.num_perm), dtype=np.uint32)
+        self._buckets = _BucketTable()
 
     def signature(self, text: str) -> MinHash:
         """MinHash of the text's word shingles (case-folded; punctuation ignored)."""
@@ -68,28 +76,89 @@ class NearDuplicateIndex:
         """The most similar indexed document at or above the threshold, with its
         estimated Jaccard similarity (LSH candidates are re-checked: LSH has false
         positives)."""
+        values = signature.hashvalues.astype(np.uint32)
+        rows = {row for key in self._band_keys(values) for row in self._buckets.get(key)}
+        skip = self._row.get(exclude, -1)
         scored = [
-            (float(signature.jaccard(self._signatures[key])), -self._order[key], key)
-            for key in self._lsh.query(signature)
-            if key != exclude
+            (float(np.mean(self._signatures[row] == values)), -row, row)
+            for row in rows if row != skip
         ]
-        # Most similar first; among equals the earliest indexed (sets have no stable order).
+        # Most similar first; among equals the earliest indexed.
         passing = [s for s in scored if s[0] >= self.threshold]
         if not passing:
             return None
-        similarity, _, key = max(passing)
-        return key, similarity
+        similarity, _, row = max(passing)
+        return self._ids[row], similarity
 
     def add(self, doc_id: str, signature: MinHash) -> None:
-        """Index a document (replacing its previous signature)."""
-        if doc_id in self._signatures:
-            self._lsh.remove(doc_id)
-        self._lsh.insert(doc_id, signature)
-        self._signatures[doc_id] = signature
-        self._order.setdefault(doc_id, len(self._order))
+        """Index a document (replacing its previous signature: the old buckets may still
+        name its row, which only costs a re-check)."""
+        values = signature.hashvalues.astype(np.uint32)
+        row = self._row.get(doc_id)
+        if row is None:
+            row = len(self._ids)
+            self._ids.append(doc_id)
+            self._row[doc_id] = row
+            if row == len(self._signatures):  # grow by half again
+                grown = np.zeros((max(64, row + row // 2), self.num_perm), dtype=np.uint32)
+                grown[:row] = self._signatures
+                self._signatures = grown
+        self._signatures[row] = values
+        for key in self._band_keys(values):
+            self._buckets.add(key, row)
+
+    def _band_keys(self, values: np.ndarray) -> list[int]:
+        r = self.rows
+        return [hash((band, values[band * r:(band + 1) * r].tobytes()))
+                for band in range(self.bands)]
 
     def __contains__(self, doc_id: object) -> bool:
-        return doc_id in self._signatures
+        return doc_id in self._row
 
     def __len__(self) -> int:
-        return len(self._signatures)
+        return len(self._ids)
+
+
+class _BucketTable:
+    """A multimap int -> row in two numpy arrays (linear probing; key 0 marks a free slot)."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._keys = np.zeros(capacity, dtype=np.uint64)
+        self._rows = np.zeros(capacity, dtype=np.int32)
+        self._count = 0
+
+    @staticmethod
+    def _slot_key(key: int) -> int:
+        return (key & 0xFFFF_FFFF_FFFF_FFFF) | 1
+
+    def add(self, key: int, row: int) -> None:
+        if 2 * (self._count + 1) > len(self._keys):
+            self._grow()
+        self._put(self._slot_key(key), row)
+        self._count += 1
+
+    def get(self, key: int) -> list[int]:
+        k, keys = np.uint64(self._slot_key(key)), self._keys
+        mask = len(keys) - 1
+        pos, found = int(k) & mask, []
+        while keys[pos]:
+            if keys[pos] == k:
+                found.append(int(self._rows[pos]))
+            pos = (pos + 1) & mask
+        return found
+
+    def _put(self, k: int, row: int) -> None:
+        keys, mask = self._keys, len(self._keys) - 1
+        pos = k & mask
+        while keys[pos]:
+            pos = (pos + 1) & mask
+        keys[pos] = k
+        self._rows[pos] = row
+
+    def _grow(self) -> None:
+        used = self._keys != 0
+        old_keys, old_rows = self._keys[used].tolist(), self._rows[used].tolist()
+        self._keys = np.zeros(2 * len(self._keys), dtype=np.uint64)
+        self._rows = np.zeros(2 * len(self._rows), dtype=np.int32)
+        for k, row in zip(old_keys, old_rows, strict=True):
+            self._put(k, row)

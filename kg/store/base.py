@@ -288,6 +288,10 @@ class CypherGraphStore(ABC):
         """Every chunk's id (the passage nodes of the PageRank snapshot)."""
         return [r["id"] for r in self._paged(queries.CHUNK_IDS)]
 
+    def proposition_ids(self) -> list[str]:
+        """Every proposition's id."""
+        return [r["id"] for r in self._paged(queries.PROPOSITION_IDS)]
+
     def chunk_texts(self) -> dict[str, str]:
         """Every chunk's text by id (for lexical indexes built from the graph)."""
         return {r["id"]: r["text"] or "" for r in self._paged(queries.CHUNK_TEXTS)}

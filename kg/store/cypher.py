@@ -259,6 +259,13 @@ ORDER BY id
 SKIP $skip LIMIT $limit
 """
 
+PROPOSITION_IDS = """
+MATCH (p:Proposition)
+RETURN p.id AS id
+ORDER BY id
+SKIP $skip LIMIT $limit
+"""
+
 CHUNK_TEXTS = """
 MATCH (c:Chunk)
 RETURN c.id AS id, c.text AS text

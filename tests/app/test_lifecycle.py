@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +16,11 @@ import httpx
 import pytest
 
 from tests.app.test_cli_one_writer import chunks_in_graph, long_corpus
+from tests.processes import free_port
 
 pytestmark = pytest.mark.services
 
 KGRAG = str(Path(sys.executable).parent / "kgrag")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def children(pid: int) -> list[int]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 from flows.ingest import ingest_corpus
 from tests.conftest import LOCAL_MODEL, REPO
 from tests.corpus import write_corpus
+from tests.processes import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = REPO / "test-output" / "ui"
@@ -32,12 +32,6 @@ pytestmark = [
                        reason="chromium missing: `make test` installs it (apt-get install "
                        "chromium chromium-driver)"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

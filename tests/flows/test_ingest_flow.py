@@ -71,6 +71,36 @@ def test_lexical_ingest_lands_good_files_and_reports_bad_ones(
     assert s["mention_entities"] >= len(names) and s["mentions"] == len(snap["mentions"])
 
 
+def test_corpus_is_streamed_in_windows_and_deduplicated_across_them(
+        kgrag_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows of 2 documents: no window holds the whole corpus, a duplicate in a later
+    window is still dropped, and progress counts up to the total at the end."""
+    import flows.ingest
+
+    corpus = write_corpus(tmp_path / "corpus")  # 3 documents
+    (corpus / "zz-copy.txt").write_text(CORPUS["curie.txt"])  # read last: window 2
+    monkeypatch.setattr(flows.ingest, "LOAD_WINDOW", 2)
+    held: list[int] = []
+    real_clean = flows.ingest.clean_documents
+
+    def clean(cleaner: Any, docs: Any) -> Any:
+        held.append(len(docs))
+        return real_clean(cleaner, docs)
+
+    monkeypatch.setattr(flows.ingest, "clean_documents", clean)
+    seen: list[tuple[int, int]] = []
+    from flows.progress import watching
+
+    with watching(lambda stage, done, total: seen.append((done, total))):
+        s = ingest_corpus([str(corpus)], extract=False)
+
+    assert held == [2, 2]
+    assert s["documents_seen"] == 4 and s["new"] == 3
+    assert [d["kind"] for d in s["dropped"]] == ["exact_duplicate"]
+    assert "curie.txt" in s["dropped"][0]["detail"]  # says which document it copies
+    assert seen[0] == (0, 0) and seen[-1] == (3, 3)
+
+
 def test_unchanged_corpus_does_no_embedding_work(kgrag_env: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     corpus = write_corpus(tmp_path / "corpus")

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from app.cli import app
 from core.settings import get_settings
 from flows.components import Components
 from tests.corpus import CORPUS
+from tests.processes import kill_group, running_prefect_server
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -59,48 +59,14 @@ def wait_for(check: Callable[[], Any], timeout_s: float, what: str,
     raise AssertionError(f"not within {timeout_s:.0f}s: {what}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`kgrag server start` in a temp data dir; its API URL. Stopped with `kgrag server
     stop`, which must leave no process behind."""
-    data = tmp_path_factory.mktemp("prefect-server")
-    env = {**os.environ, "KGRAG_DATA_DIR": str(data),
-           "KGRAG_CONFIG": str(data / "none.toml"),
-           # Runs for a resumed schedule appear within seconds, not the default minute.
-           "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "3"}
-    env.pop("PREFECT_API_URL", None)
-    port = free_port()
-    t = time.perf_counter()
-    started = subprocess.run([KGRAG, "server", "start", "--port", str(port), "--no-ui"],
-                             env=env, capture_output=True, text=True, timeout=180)
-    assert started.returncode == 0, started.stdout + started.stderr
-    url = f"http://127.0.0.1:{port}/api"
-    assert f"export PREFECT_API_URL={url}" in started.stdout
-    print(f"prefect server up in {time.perf_counter() - t:.1f}s")
-    state = json.loads((data / "run" / "prefect-server.json").read_text())
-    try:
-        status = subprocess.run([KGRAG, "server", "status", "--json"], env=env,
-                                capture_output=True, text=True, timeout=60)
-        assert status.returncode == 0
-        assert json.loads(status.stdout)["api_source"] == "local server"
+    # Runs for a resumed schedule appear within seconds, not the default minute.
+    with running_prefect_server(tmp_path_factory.mktemp("prefect-server"),
+                                {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "3"}) as url:
         yield url
-    finally:
-        stopped = subprocess.run([KGRAG, "server", "stop"], env=env, capture_output=True,
-                                 text=True, timeout=60)
-        group_gone = _group_gone(int(state["pid"]))
-        if not group_gone:
-            _kill_group(int(state["pid"]))
-    assert stopped.returncode == 0 and "stopped" in stopped.stdout
-    assert group_gone, "kgrag server stop left processes running"
-    status = subprocess.run([KGRAG, "server", "status"], env=env, capture_output=True,
-                            text=True, timeout=60)
-    assert status.returncode == 3 and "not running" in status.stdout
 
 
 @pytest.fixture
@@ -250,7 +216,7 @@ def test_scheduled_runs_ingest_new_files_pause_stops_them_remove_deletes(
         print(log.read_text(errors="replace")[-6000:])
         raise
     finally:
-        _kill_group(serve.pid)
+        kill_group(serve.pid)
         serve.wait(timeout=30)
     assert "Traceback" not in log.read_text(errors="replace")
 
@@ -287,7 +253,7 @@ def test_work_pool_schedules_run_on_the_worker_of_infra_worker_sh(
         print(log.read_text(errors="replace")[-6000:])
         raise
     finally:
-        _kill_group(worker.pid)
+        kill_group(worker.pid)
         worker.wait(timeout=30)
 
 
@@ -345,34 +311,3 @@ def _runs(deployment_id: Any, *state_types: str) -> list[Any]:
             state=FlowRunFilterState(type=FlowRunFilterStateType(
                 any_=[StateType(t) for t in state_types])),
         ))
-
-
-def _group_gone(pgid: int, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        if not _live_members(pgid):
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def _live_members(pgid: int) -> list[int]:
-    """Processes of the group that are not zombies (zombies have exited)."""
-    live = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().split(") ", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            live.append(int(stat.parent.name))
-    return live
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
