@@ -97,7 +97,7 @@ def test_corpus_is_streamed_in_windows_and_deduplicated_across_them(
     assert held == [2, 2]
     assert s["documents_seen"] == 4 and s["new"] == 3
     assert [d["kind"] for d in s["dropped"]] == ["exact_duplicate"]
-    assert "curie.txt" in s["dropped"][0]["detail"]  # says which document it copies
+    assert "curie.txt" in s["dropped"][0]["reason"]  # says which document it copies
     assert seen[0] == (0, 0) and seen[-1] == (3, 3)
 
 
