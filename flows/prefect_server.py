@@ -281,12 +281,13 @@ def _stop_group(pid: int, timeout_s: float) -> None:
             os.killpg(pid, sig)
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            if not _group_alive(pid):
+            if not group_alive(pid):
                 return
             time.sleep(0.1)
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
+    """Whether a process of group `pgid` is running (zombies count as gone)."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:

@@ -59,29 +59,14 @@ def running_prefect_server(data: Path, extra_env: dict[str, str] | None = None
 
 
 def _group_gone(pgid: int, timeout_s: float = 10.0) -> bool:
+    from flows.prefect_server import group_alive
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        if not _live_members(pgid):
+        if not group_alive(pgid):
             return True
         time.sleep(0.2)
     return False
-
-
-def _live_members(pgid: int) -> list[int]:
-    """Processes of the group that are not zombies (zombies have exited)."""
-    live = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().split(") ", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            live.append(int(stat.parent.name))
-    return live
 
 
 def kill_group(pgid: int) -> None:
