@@ -18,7 +18,8 @@ Modes, each in its own process (peak RSS = that process's ru_maxrss, minus nothi
 - `ingest`: the real flow (`ingest_corpus`, extract off: chunk, embed, graph, FAISS) on the
   first `--ingest-mb` MB of the corpus, to show the model and stores' share.
 
-Prints a table; writes bench/out/memory.json and bench/out/memory.png.
+Prints a table; writes bench/out/memory.json (after each measurement: an interrupted run
+resumes where it stopped) and bench/out/memory.png.
 """
 
 from __future__ import annotations
@@ -172,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--modes", default="stream,whole", help="stream, whole (comma-separated)")
     ap.add_argument("--ingest-mb", type=float, default=0,
                     help="also run the real ingest flow (no LLM) on this many MB")
+    ap.add_argument("--fresh", action="store_true",
+                    help="measure again what bench/out/memory.json already has")
     ap.add_argument("--child", nargs=2, metavar=("MODE", "CORPUS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:  # one measurement, in its own process (see measure)
@@ -182,22 +185,28 @@ def main(argv: list[str] | None = None) -> None:
 
     corpus = synthetic_corpus(args.gb)
     corpora = [prefix(corpus, float(mb)) for mb in args.sizes_mb.split(",") if mb] + [corpus]
+    # Each measurement is saved as soon as it is made; a re-run skips those already in
+    # memory.json (same mode, same corpus file) unless --fresh.
+    OUT.mkdir(exist_ok=True)
+    saved = OUT / "memory.json"
     rows: list[dict[str, Any]] = []
+    if saved.exists() and not args.fresh:
+        rows = list(json.loads(saved.read_text()).get("rows", []))
+    plan = [(mode, path) for path in corpora for mode in args.modes.split(",")]
+    if args.ingest_mb:
+        plan.append(("ingest", prefix(corpus, args.ingest_mb)))
     with tempfile.TemporaryDirectory(prefix="kgrag-memory-") as tmp:
-        for path in corpora:
-            for mode in args.modes.split(","):
-                print(f"{mode} on {path.name} ...", flush=True)
-                rows.append(measure(mode, path, Path(tmp) / f"{mode}-{path.stem}"))
-                print(table(rows[-1:]).splitlines()[-1], flush=True)
-        if args.ingest_mb:
-            small = prefix(corpus, args.ingest_mb)
-            print(f"ingest on {small.name} ...", flush=True)
-            rows.append(measure("ingest", small, Path(tmp) / "ingest"))
+        for mode, path in plan:
+            if any(r["mode"] == mode and r.get("corpus") == path.name for r in rows):
+                print(f"{mode} on {path.name}: measured before (--fresh to redo)")
+                continue
+            print(f"{mode} on {path.name} ...", flush=True)
+            rows.append({**measure(mode, path, Path(tmp) / f"{mode}-{path.stem}"),
+                         "corpus": path.name})
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
+            saved.write_text(json.dumps({"corpus_gb": args.gb, "rows": rows}, indent=2))
     print()
     print(table(rows))
-    OUT.mkdir(exist_ok=True)
-    (OUT / "memory.json").write_text(json.dumps({"corpus_gb": args.gb, "rows": rows},
-                                                indent=2))
     plot([r for r in rows if r["mode"] != "ingest"], OUT / "memory.png")
     print(f"\nwrote {OUT / 'memory.json'} and {OUT / 'memory.png'}")
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 import logging
 import sys
 import types
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from prefect import task
@@ -78,23 +79,33 @@ def make_task_runner(settings: Settings) -> TaskRunner[Any]:
     })
 
 
-def local_cluster(**kwargs: Any) -> Any:
-    """A `distributed.LocalCluster` whose worker processes start from a clean `__main__`.
+@contextmanager
+def clean_main() -> Iterator[None]:
+    """Hide `__main__` while child processes start (spawn / forkserver).
 
-    Worker processes are spawned, and a spawned process first re-runs the parent's
-    `__main__` script. Inside Streamlit (the UI's Ingest page runs the flow in-process, and
-    so does `AppTest`) `__main__` is the page script, so every worker would run the page
-    (under AppTest it crashed: "Nanny failed to start"). The workers need nothing from
-    `__main__` (the tasks live in `flows.runners`), so it is hidden while they start.
+    A spawned process first re-runs the parent's `__main__` script. Inside Streamlit (the
+    UI's Ingest page runs the flow in-process, and so does `AppTest`) `__main__` is the page
+    script, so every child would run the page; after an `AppTest` in the same process it is
+    a deleted temporary file. Children that need nothing from `__main__` start clean here.
     """
-    from distributed import LocalCluster
-
     main = sys.modules["__main__"]
     sys.modules["__main__"] = types.ModuleType("__main__")
     try:
-        return LocalCluster(**kwargs)
+        yield
     finally:
         sys.modules["__main__"] = main
+
+
+def local_cluster(**kwargs: Any) -> Any:
+    """A `distributed.LocalCluster` whose worker processes start from a clean `__main__`.
+
+    Under AppTest the workers ran the page script and crashed ("Nanny failed to start");
+    they need nothing from `__main__` (the tasks live in `flows.runners`).
+    """
+    from distributed import LocalCluster
+
+    with clean_main():
+        return LocalCluster(**kwargs)
 
 
 def fans_out(settings: Settings) -> bool:

@@ -32,6 +32,7 @@ import pytest
 
 from core.settings import get_settings
 from flows.components import CHUNK_INDEX, ENTITY_INDEX, FACT_INDEX, PROPOSITION_INDEX, Components
+from flows.runners import clean_main
 from tests.corpus import write_corpus
 from tests.faults import STAGES, run_operation
 from tests.processes import running_prefect_server
@@ -72,7 +73,8 @@ def run_child(ctx: Any, env: dict[str, str], op: tuple[str, str],
               die_at: tuple[str, int] | None = None, counts_file: Path | None = None) -> int:
     proc = ctx.Process(target=run_operation,
                        args=(env, op[0], op[1], die_at, str(counts_file or "") or None))
-    proc.start()
+    with clean_main():  # an earlier AppTest in this pytest process left its page as __main__
+        proc.start()
     proc.join(timeout=300)
     if proc.is_alive():
         proc.kill()
