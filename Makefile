@@ -6,8 +6,11 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DATA    := data
-MODEL   := $(DATA)/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
-CHECKER := $(DATA)/models/grounding-checker/checker.json
+# Models live in one folder per user, shared by every data dir and checkout (the local GGUF,
+# the trained grounding checker): installed once, found by `kgrag` from anywhere.
+export KGRAG_MODELS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kgrag/models
+MODEL   := $(KGRAG_MODELS_DIR)/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+CHECKER := $(KGRAG_MODELS_DIR)/grounding-checker/checker.json
 
 export KGRAG_DATA_DIR ?= $(CURDIR)/$(DATA)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -95,7 +98,7 @@ UI_PORT ?= 8501
 
 demo: setup
 	$(BIN)/kgrag services start
-	$(BIN)/kgrag ingest $(SAMPLES)
+	$(BIN)/kgrag ingest "$(SAMPLES)/*.md"
 	$(BIN)/kgrag graph stats
 	$(BIN)/kgrag cypher "MATCH (s:Entity)-[r:RELATES]->(o:Entity) RETURN s.name AS subject, r.predicate AS predicate, o.name AS object, r.judge_score AS support ORDER BY support DESC LIMIT 15"
 	$(BIN)/kgrag search "Which institute did the daughter of Marie Curie direct?" --k 3

@@ -35,6 +35,9 @@ app.add_typer(cli_services.models, name="models")
 app.add_typer(cli_graph.graph, name="graph")
 app.command("ingest")(cli_ingest.ingest)
 app.command("delete")(cli_ingest.delete)
+docs = typer.Typer(help="The documents in the graph.", no_args_is_help=True)
+docs.command("list")(cli_ingest.docs_list)
+app.add_typer(docs, name="docs")
 app.command("cypher")(cli_graph.cypher)
 app.command("search")(cli_search.search)
 app.command("ask")(cli_ask.ask)
@@ -76,23 +79,44 @@ def doctor(
 def config(
     json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
-    """Show every setting, its current value and what it does."""
+    """Show which config file and data dir are in use, and every setting: its value, where
+    the value came from (env, the config file, default) and what it does.
+
+    The config file is $KGRAG_CONFIG, else the nearest kgrag.toml in this folder or one
+    above it; relative paths in it are relative to its folder."""
+    import tomllib
+
+    from core.settings import config_file
+
     s = get_settings()
+    path = config_file()
+    in_file: dict[str, object] = {}
+    if path is not None and path.is_file():
+        in_file = tomllib.loads(path.read_text(encoding="utf-8"))
     rows = []
     for name, field in Settings.model_fields.items():
         value = getattr(s, name)
         if "password" in name or "api_key" in name:
             value = "***" if str(value.get_secret_value()) else ""
-        rows.append({"setting": name, "env": f"KGRAG_{name.upper()}", "value": str(value),
+        env = f"KGRAG_{name.upper()}"
+        source = "env" if env in os.environ else "file" if name in in_file else "default"
+        rows.append({"setting": name, "env": env, "value": str(value), "source": source,
                      "description": field.description or ""})
+    where = {"config_file": str(path) if path and path.is_file() else None,
+             "data_dir": str(s.data_dir), "models_dir": str(s.models_dir)}
     if json_out:
-        print_json(rows)
+        print_json(where | {"settings": rows})
         return
     from rich.table import Table
 
-    table = Table("env", "value", "description")
+    found = where["config_file"] or (
+        f"{path} (not found)" if path else "none (no kgrag.toml here or in a folder above)")
+    out.print(f"[bold]config file[/]: {found}")
+    out.print(f"[bold]data dir[/]: {s.data_dir}")
+    out.print(f"[bold]models dir[/]: {s.models_dir}")
+    table = Table("env", "value", "from", "description")
     for r in rows:
-        table.add_row(r["env"], r["value"], r["description"])
+        table.add_row(r["env"], r["value"], r["source"], r["description"])
     out.print(table)
 
 

@@ -134,6 +134,9 @@ def ask(
         settings = get_settings()
         if sure:
             settings = settings.model_copy(update={"answer_method": "sure"})
+        from app import preflight
+
+        preflight.local_model(settings, quiet=json_out)
         answer = ask_question(question, mode.value if mode else None, settings)
     total = time.time() - started
     answer.cost.timings = whole_run(record, total)

@@ -20,6 +20,7 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"[bold]documents[/]: {s['documents_seen']} seen, {s['new']} new, "
         f"{s['changed']} changed, {s['resumed']} resumed, {s['unchanged']} unchanged, "
         f"{len(s['dropped'])} dropped, {len(s['failed'])} failed"
+        + (f", {len(s['removed'])} removed (file gone)" if s.get("removed") else "")
     )
     out.print(
         f"[bold]graph[/]: {s['chunks']} chunks written ({s['chunks_removed']} removed), "
@@ -42,8 +43,8 @@ def _print_summary(s: dict[str, Any]) -> None:
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in s["stage_seconds"].items())
     out.print(f"[bold]time[/]: {s['seconds']:.1f}s ({stages})")
     for title, key in (("failed", "failed"), ("dropped", "dropped"),
-                       ("failed chunks", "failed_chunks")):
-        for p in s[key][:20]:
+                       ("failed chunks", "failed_chunks"), ("removed", "removed")):
+        for p in s.get(key, [])[:20]:
             kind = f"{p['kind']}: " if p["kind"] else ""
             out.print(f"  [yellow]{title}[/] {p['where']}: {kind}{p['reason']}")
         if len(s[key]) > 20:
@@ -62,6 +63,10 @@ def ingest(
     json_out: bool = typer.Option(False, "--json", help="The summary as one JSON document."),
     wait: bool = typer.Option(False, "--wait", help="When another ingest or delete writes "
                               "to the data dir, wait for it (default: exit with code 2)."),
+    remove_missing: bool | None = typer.Option(
+        None, "--remove-missing/--keep-missing", help="Delete the documents whose files "
+        "were removed from the given folders (default: the remove_missing_files setting, "
+        "off)."),
 ) -> None:
     """Ingest a corpus: load, clean, chunk, embed, extract the graph. Re-runs skip unchanged
     documents and resume killed runs without duplicates. One ingest or delete writes to a
@@ -77,6 +82,10 @@ def ingest(
     from flows.progress import watching
 
     settings = get_settings()
+    if settings.extract if extract is None else extract:
+        from app import preflight
+
+        preflight.local_model(settings, quiet=json_out)
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), console=err, transient=True, disable=json_out)
     with writer_lock(settings, "ingest", wait_s=None if wait else 0, notify=_say), bar:
@@ -90,7 +99,8 @@ def ingest(
 
         with watching(sink), prefect_api(settings):
             summary = ingest_corpus(list(paths), extract=extract, text_field=text_field,
-                                    id_field=id_field, title_field=title_field)
+                                    id_field=id_field, title_field=title_field,
+                                    remove_missing=remove_missing)
     if json_out:
         print_json(summary)
     else:
@@ -98,24 +108,77 @@ def ingest(
 
 
 def delete(
-    doc_ids: list[str] = typer.Argument(..., help="Document ids (see `kgrag cypher "
-                                        "\"MATCH (d:Document) RETURN d.id, d.source\"`)."),
+    targets: list[str] = typer.Argument(..., help="Document ids, files (every document "
+                                        "read from one: a JSONL file's records too), folders "
+                                        "or sources, as `kgrag docs list` shows them."),
     json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
     wait: bool = typer.Option(False, "--wait", help="When another ingest or delete writes "
                               "to the data dir, wait for it (default: exit with code 2)."),
 ) -> None:
-    """Remove documents and exactly what only they supported (chunks, facts, vectors)."""
+    """Remove documents and exactly what only they supported (chunks, facts, vectors).
+
+    Exit code 1 when a target names no document (the others are still removed)."""
     from core.settings import get_settings
     from core.writer_lock import writer_lock
-    from flows.delete import delete_documents
+    from flows.delete import delete_documents, resolve_targets
 
-    with writer_lock(get_settings(), "delete", wait_s=None if wait else 0, notify=_say):
-        report = delete_documents(list(doc_ids))
+    report: dict[str, Any]
+    if dry_run:
+        found, not_found = resolve_targets(list_documents(), targets)
+        report = {"removed": [{"id": d.id, "source": d.source} for d in found],
+                  "not_found": not_found, "dry_run": True}
+    else:
+        with writer_lock(get_settings(), "delete", wait_s=None if wait else 0, notify=_say):
+            report = delete_documents(list(targets))
     if json_out:
         print_json(report)
     else:
-        out.print(f"removed {report['documents']} documents, {report['chunks']} chunks, "
-                  f"{report['relations']} relations, {report['propositions']} propositions, "
-                  f"{report['entities']} entities")
+        verb = "would remove" if dry_run else "removed"
+        for d in report["removed"]:
+            out.print(f"  {verb} {d['source']} [dim]({d['id']})[/]")
+        if not dry_run:
+            out.print(f"removed {report['documents']} documents, {report['chunks']} chunks, "
+                      f"{report['relations']} relations, {report['propositions']} "
+                      f"propositions, {report['entities']} entities")
         if report["not_found"]:
-            out.print(f"[yellow]not found:[/] {', '.join(report['not_found'])}")
+            out.print(f"[yellow]not found:[/] {', '.join(report['not_found'])} "
+                      "[dim](kgrag docs list shows ids and sources)[/]")
+    if report["not_found"]:
+        raise typer.Exit(1)
+
+
+def list_documents() -> list[Any]:
+    from core.settings import get_settings
+    from kg.store import make_graph_store
+
+    store = make_graph_store(get_settings())
+    try:
+        return store.list_documents()
+    finally:
+        store.close()
+
+
+def docs_list(
+    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    contains: str = typer.Option("", "--contains", help="Only sources or titles containing "
+                                 "this text (case-insensitive)."),
+) -> None:
+    """List the documents in the graph: source, title, chunks, entities, when ingested."""
+    from dataclasses import asdict
+
+    docs = list_documents()
+    needle = contains.casefold()
+    docs = [d for d in docs if needle in d.source.casefold() or needle in d.title.casefold()]
+    if json_out:
+        print_json([asdict(d) for d in docs])
+        return
+    from rich.table import Table
+
+    table = Table("source", "title", "chunks", "entities", "ingested at", "id")
+    for d in docs:
+        when = d.ingested_at.replace("T", " ").removesuffix("+00:00") or "-"
+        title = d.title if d.done else f"{d.title} [yellow](unfinished)[/]"
+        table.add_row(d.source, title, str(d.chunks), str(d.entities), when, d.id)
+    out.print(table)
+    out.print(f"{len(docs)} documents (remove with: kgrag delete PATH_OR_ID)")

@@ -26,6 +26,10 @@ def schedule_add(
     extract: bool | None = typer.Option(None, "--extract/--no-extract",
                                         help="Build the knowledge graph with the LLM "
                                         "(default: the `extract` setting where it runs)."),
+    remove_missing: bool | None = typer.Option(
+        None, "--remove-missing/--keep-missing", help="Each run also deletes the documents "
+        "whose files were removed from the sources (default: the remove_missing_files "
+        "setting where it runs, off)."),
     timezone: str = typer.Option("UTC", help="Timezone of the cron schedule (IANA name)."),
     pool: str | None = typer.Option(None, help="Run on this Prefect work pool's workers "
                                     "instead of `kgrag serve` (see infra/worker.sh)."),
@@ -35,7 +39,8 @@ def schedule_add(
     from flows.schedules import add_schedule
 
     s = add_schedule(sources, cron=cron, interval_s=interval, name=name, extract=extract,
-                     pool=pool, timezone=timezone, settings=get_settings())
+                     remove_missing=remove_missing, pool=pool, timezone=timezone,
+                     settings=get_settings())
     if json_out:
         print_json(s.to_json())
         return

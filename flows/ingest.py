@@ -307,10 +307,13 @@ def ingest_corpus(
     text_field: str = "text",
     id_field: str = "id",
     title_field: str = "title",
+    remove_missing: bool | None = None,
 ) -> dict[str, Any]:
     """Ingest files, folders or globs. Returns the run summary (also a markdown artifact).
 
-    `extract` overrides the `extract` setting (None: use the setting).
+    `extract` overrides the `extract` setting, `remove_missing` the `remove_missing_files`
+    setting (None: use the setting): documents read from files under `sources` that are
+    gone are deleted after the ingest.
     """
     log = get_run_logger()
     settings = get_settings()
@@ -323,7 +326,8 @@ def ingest_corpus(
         # One writer per data dir: a second one waits here (the CLI takes the lock first,
         # with or without waiting, so this is free under it).
         with writer_lock(settings, "ingest", notify=log.info):
-            run_stages(c, config, sources, do_extract, s)
+            run_stages(c, config, sources, do_extract, s, settings.remove_missing_files
+                       if remove_missing is None else remove_missing)
     except BaseException as exc:
         s.error = f"{type(exc).__name__}: {exc}"
         raise
@@ -342,10 +346,33 @@ def ingest_corpus(
     return s.to_json()
 
 
+def remove_missing_files(c: Components, sources: Sequence[str], s: IngestSummary) -> None:
+    """Delete the documents read from files under `sources` that are gone (a watched
+    folder whose files were deleted); each is listed in the summary's `removed`."""
+    from flows.delete import missing_files, remove_from_store_and_indexes
+
+    gone = missing_files(c.graph.list_documents(), sources)
+    if gone:
+        t = time.perf_counter()
+        report = remove_from_store_and_indexes(c, [d.id for d in gone])
+        s.chunks_removed += report["chunks"]
+        s.removed += [Problem(d.path, f"its file is gone (document {d.id})", "removed")
+                      for d in gone]
+        s.add_time("remove missing files", time.perf_counter() - t)
+
+
 def run_stages(c: Components, config: IngestConfig, sources: Sequence[str],
-               do_extract: bool, s: IngestSummary) -> None:
+               do_extract: bool, s: IngestSummary, remove_missing: bool = False) -> None:
     from flows.delete import recover_interrupted_delete
 
+    if do_extract:
+        # What extraction needs is checked before any work: a missing local model is
+        # installed now (or the run stops with how to install it), a server must answer.
+        c.llm  # noqa: B018
+        if c.settings.llm_backend == "openai":
+            from core.llm.factory import require_llm_server
+
+            require_llm_server(c.settings)
     recover_interrupted_delete(c)
     stored = c.graph.document_states()
     builder: GraphBuilder | None = None
@@ -400,5 +427,7 @@ def run_stages(c: Components, config: IngestConfig, sources: Sequence[str],
         checkpoint(c, pending, s)
         raise
     checkpoint(c, pending, s)
+    if remove_missing:
+        remove_missing_files(c, sources, s)
     if builder is not None and usage_before is not None:
         s.llm = (builder.usage() - usage_before).as_dict()

@@ -55,6 +55,7 @@ class IngestSchedule:
     paused: bool
     pool: str  # work pool; "" = run by `kgrag serve`
     id: str
+    remove_missing: bool | None = None  # None: the `remove_missing_files` setting
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,12 +68,14 @@ def add_schedule(
     interval_s: float | None = None,
     name: str | None = None,
     extract: bool | None = None,
+    remove_missing: bool | None = None,
     pool: str | None = None,
     timezone: str = "UTC",
     settings: Settings | None = None,
 ) -> IngestSchedule:
     """Create the deployment of a scheduled ingest of `sources` (exactly one of cron,
-    interval_s). Refuses a name that exists; paths are stored absolute."""
+    interval_s). Refuses a name that exists; paths are stored absolute. `remove_missing`:
+    each run deletes the documents whose files were removed from the sources."""
     from prefect.deployments.runner import DeploymentApplyError, RunnerDeployment
     from prefect.types.entrypoint import EntrypointType
 
@@ -92,7 +95,8 @@ def add_schedule(
             ingest_corpus,
             name=name,
             schedules=[schedule],
-            parameters={"sources": paths, "extract": extract},
+            parameters={"sources": paths, "extract": extract,
+                        "remove_missing": remove_missing},
             tags=[TAG],
             description=f"kgrag: scheduled ingest of {', '.join(paths)}",
             work_pool_name=pool,
@@ -316,4 +320,5 @@ def _record(d: DeploymentResponse) -> IngestSchedule:
         paused=bool(d.paused),
         pool=d.work_pool_name or "",
         id=str(d.id),
+        remove_missing=params.get("remove_missing"),
     )

@@ -29,6 +29,7 @@ class IngestSummary:
     unchanged: int = 0
     changed: int = 0
     resumed: int = 0  # started by an earlier run that was killed before it finished them
+    removed: list[Problem] = field(default_factory=list)  # their files are gone (opt-in)
     dropped: list[Problem] = field(default_factory=list)
     failed: list[Problem] = field(default_factory=list)
     chunks: int = 0
@@ -62,6 +63,7 @@ class IngestSummary:
             f"| changed | {self.changed} |", f"| resumed | {self.resumed} |",
             f"| unchanged (skipped) | {self.unchanged} |",
             f"| dropped | {len(self.dropped)} |", f"| failed | {len(self.failed)} |",
+            f"| removed (file gone) | {len(self.removed)} |",
             "",
             f"Chunks written: {self.chunks} (removed: {self.chunks_removed}). "
             f"Mention layer: {self.mention_entities} entities, {self.mentions} mentions, "
@@ -83,7 +85,8 @@ class IngestSummary:
         lines += ["", "| stage | seconds |", "|---|---|"]
         lines += [f"| {k} | {v:.2f} |" for k, v in self.stage_seconds.items()]
         for title, items in (("Failed", self.failed), ("Dropped", self.dropped),
-                             ("Failed chunks", self.failed_chunks)):
+                             ("Failed chunks", self.failed_chunks),
+                             ("Removed (file gone)", self.removed)):
             if items:
                 lines += ["", f"## {title}", ""]
                 lines += [f"- `{p.where}`: {p.kind + ': ' if p.kind else ''}{p.reason}"

@@ -27,6 +27,7 @@ import numpy as np
 
 from core.errors import ModelNotFoundError
 from core.llm.base import ChatModel
+from core.model_files import model_file
 from core.protocols import Embedder
 from core.settings import Settings
 
@@ -43,7 +44,7 @@ TRAIN_HINT = "run: kgrag models train-checker (10 to 12 minutes on 2 free CPU co
 
 def checker_path(settings: Settings) -> Path:
     """Where the trained checker lives: `checker_path` when set, else the models dir."""
-    return settings.checker_path or settings.models_dir / CHECKER_DIR
+    return settings.checker_path or model_file(settings, CHECKER_DIR)
 
 
 @dataclass

@@ -24,10 +24,24 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # takes longer than Prefect's 20 s default.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
+
+def _models_dir() -> Path:
+    """Where `make setup` put the models: $KGRAG_TEST_MODELS_DIR, else the shared models
+    folder (KGRAG_MODELS_DIR or ~/.cache/kgrag/models), else an older checkout's
+    data/models."""
+    from core.settings import default_models_dir
+
+    named = os.environ.get("KGRAG_TEST_MODELS_DIR") or os.environ.get("KGRAG_MODELS_DIR")
+    if named:
+        return Path(named)
+    shared, legacy = default_models_dir(), REPO / "data" / "models"
+    return legacy if not (shared / _MODEL_FILE).exists() and (legacy / _MODEL_FILE).exists(
+        ) else shared
+
+
+_MODEL_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 #: The local model, assembled once per machine by `make setup` (or the llm test fixture).
-LOCAL_MODEL = Path(os.environ.get("KGRAG_TEST_MODELS_DIR", REPO / "data" / "models")) / (
-    "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-)
+LOCAL_MODEL = _models_dir() / _MODEL_FILE
 
 
 @pytest.fixture(autouse=True)
@@ -39,6 +53,11 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         ) and key != "KGRAG_TEST_MODELS_DIR":
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("KGRAG_CONFIG", str(tmp_path / "no-such-kgrag.toml"))
+    # Models are the test's own too: nothing is installed into (or read from) the user's
+    # shared models folder unless a test names it (LOCAL_MODEL), and a missing model is an
+    # error, not a 469 MB download.
+    monkeypatch.setenv("KGRAG_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("KGRAG_MODELS_INSTALL", "false")
     from core.settings import get_settings
 
     get_settings.cache_clear()

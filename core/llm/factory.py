@@ -9,12 +9,19 @@ backoff holds no slot.
 
 from __future__ import annotations
 
+import logging
+
+import httpx
+
+from core.errors import LLMCallError
 from core.llm.base import ChatModel
 from core.llm.cache import CachedChatModel
 from core.llm.limit import ConcurrencyLimitedChatModel
 from core.llm.retry import RetryingChatModel
 from core.llm.usage import UsageCountingChatModel
 from core.settings import Settings
+
+_log = logging.getLogger(__name__)
 
 
 def make_backend(settings: Settings) -> ChatModel:
@@ -31,16 +38,32 @@ def make_backend(settings: Settings) -> ChatModel:
             temperature=settings.llm_temperature,
         )
     from core.llm.local import LlamaCppChatModel
-    from core.model_files import find_model
+    from core.model_files import ensure_model
 
     return LlamaCppChatModel(
-        find_model(settings),
+        ensure_model(settings, progress=_log.info),
         model_name=settings.llm_model,
         n_ctx=settings.llm_context,
         n_threads=settings.llm_threads,
         max_tokens=settings.llm_max_tokens,
         temperature=settings.llm_temperature,
     )
+
+
+def require_llm_server(settings: Settings, timeout_s: float = 5.0) -> None:
+    """The OpenAI-compatible server answers (any HTTP reply will do: some servers do not
+    list models); raises `LLMCallError` with how to fix it. Commands call this before
+    they start work, not after an hour of embedding."""
+    url = settings.llm_base_url.rstrip("/") + "/models"
+    headers = {"Authorization": f"Bearer {settings.llm_api_key.get_secret_value()}"}
+    try:
+        httpx.get(url, headers=headers, timeout=timeout_s)
+    except httpx.TransportError as exc:
+        raise LLMCallError(
+            f"the LLM server at {settings.llm_base_url} does not answer ({exc})",
+            hint="start it (README 'Running at scale'), correct KGRAG_LLM_BASE_URL, or use "
+            "the local model: KGRAG_LLM_BACKEND=local",
+        ) from None
 
 
 def make_chat_model(

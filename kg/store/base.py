@@ -10,10 +10,18 @@ from __future__ import annotations
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from core.models import Chunk, Document, Entity, Mention, Proposition, Relation, Synonym
-from core.protocols import DeleteReport, DocumentState, GraphStats, Neighbour, QueryResult
+from core.protocols import (
+    DeleteReport,
+    DocumentInfo,
+    DocumentState,
+    GraphStats,
+    Neighbour,
+    QueryResult,
+)
 from kg.store import cypher as queries
 from kg.store.read_only import ensure_read_only
 
@@ -101,9 +109,11 @@ class CypherGraphStore(ABC):
         """Documents marked done (their sha256); `retry_chunks[doc_id]` lists chunks whose
         extraction failed, for a later run to try again."""
         retry = retry_chunks or {}
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         rows = [
             {"id": d.id, "source": d.source, "title": d.title, "sha256": d.sha256,
-             "retry_chunks": list(retry.get(d.id, ()))} for d in docs
+             "retry_chunks": list(retry.get(d.id, ())),
+             "path": str(d.metadata.get("path", "")), "ingested_at": now} for d in docs
         ]
         self._write_rows(queries.UPSERT_DOCUMENTS, rows)
 
@@ -198,6 +208,14 @@ class CypherGraphStore(ABC):
     def document_hashes(self) -> dict[str, str]:
         """The sha256 of every document marked done."""
         return {d: s.sha256 for d, s in self.document_states().items() if s.sha256}
+
+    def list_documents(self) -> list[DocumentInfo]:
+        """Every document, sorted by source, with its chunk and entity counts."""
+        return [DocumentInfo(id=r["id"], source=r["source"] or "", title=r["title"] or "",
+                             path=r["path"] or "", ingested_at=r["ingested_at"] or "",
+                             chunks=int(r["chunks"]), entities=int(r["entities"]),
+                             done=bool(r["sha256"]))
+                for r in self._read(queries.LIST_DOCUMENTS, {})]
 
     def document_states(self) -> dict[str, DocumentState]:
         """Every document the graph holds, placeholders (sha256 empty: a killed run wrote

@@ -2,7 +2,7 @@
 
 The schema (DESIGN.md):
 
-    (:Document {id, source, title, sha256})
+    (:Document {id, source, title, sha256, path, ingested_at})
     (:Chunk {id, doc_id, text, start, end, position})-[:PART_OF]->(:Document)
     (:Chunk)-[:NEXT]->(:Chunk)                         by position within a document
     (:Entity {id, name, type, description, aliases, search})-[:MENTIONED_IN {count}]->(:Chunk)
@@ -35,7 +35,7 @@ UPSERT_DOCUMENTS = """
 UNWIND $rows AS r
 MERGE (d:Document {id: r.id})
 SET d.source = r.source, d.title = r.title, d.sha256 = r.sha256,
-    d.retry_chunks = r.retry_chunks
+    d.retry_chunks = r.retry_chunks, d.path = r.path, d.ingested_at = r.ingested_at
 """
 
 # A chunk whose document was not written yet gets a placeholder Document (no sha256), so
@@ -142,6 +142,18 @@ MERGE (p)-[:ABOUT]->(e)
 # --------------------------------------------------------------------------- reads
 
 # Every document, placeholders too (sha256 null: a killed run wrote some of its chunks).
+# Every document with its size in the graph, for `kgrag docs list` and delete-by-path.
+LIST_DOCUMENTS = """
+MATCH (d:Document)
+OPTIONAL MATCH (c:Chunk)-[:PART_OF]->(d)
+WITH d, count(c) AS chunks
+OPTIONAL MATCH (e:Entity)-[:MENTIONED_IN]->(:Chunk)-[:PART_OF]->(d)
+RETURN d.id AS id, d.source AS source, d.path AS path, d.title AS title,
+       d.sha256 AS sha256, d.ingested_at AS ingested_at, chunks,
+       count(DISTINCT e) AS entities
+ORDER BY source, id
+"""
+
 DOCUMENT_STATES = """
 MATCH (d:Document)
 RETURN d.id AS id, d.sha256 AS sha256, d.retry_chunks AS retry_chunks

@@ -33,11 +33,39 @@ def test_help_lists_the_commands() -> None:
 
 def test_config_json_lists_every_setting_with_its_env_var() -> None:
     code, out, _ = kgrag("config", "--json")
-    rows = json.loads(out)
+    report = json.loads(out)
     assert code == 0
-    by_env = {r["env"]: r for r in rows}
+    by_env = {r["env"]: r for r in report["settings"]}
     assert by_env["KGRAG_GRAPH_BACKEND"]["value"] == "falkor"
-    assert all(r["description"] for r in rows)
+    assert by_env["KGRAG_GRAPH_BACKEND"]["source"] == "default"
+    assert all(r["description"] for r in report["settings"])
+
+
+def test_config_is_found_from_a_subfolder_and_its_paths_are_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "project"
+    (project / "notes" / "deep").mkdir(parents=True)
+    (project / "kgrag.toml").write_text('data_dir = "kg-data"\nmodels_dir = "models"\n'
+                                        'graph_name = "mine"\n')
+    monkeypatch.delenv("KGRAG_CONFIG")  # as a user has it: no variable, found by walking up
+    monkeypatch.chdir(project / "notes" / "deep")
+    monkeypatch.setenv("KGRAG_GRAPH_NAME", "from_env")
+    code, out, _ = kgrag("config", "--json")
+    report = json.loads(out)
+    assert code == 0
+    assert report["config_file"] == str(project / "kgrag.toml")
+    assert report["data_dir"] == str(project / "kg-data")  # not notes/deep/kg-data
+    assert report["models_dir"] == str(project / "models")
+    by_name = {r["setting"]: r for r in report["settings"]}
+    assert by_name["data_dir"]["source"] == "file"
+    assert by_name["graph_name"] == {**by_name["graph_name"], "value": "from_env",
+                                     "source": "env"}
+    code, out, _ = kgrag("config")
+    assert f"config file: {project / 'kgrag.toml'}" in " ".join(out.split())
+
+    monkeypatch.chdir(tmp_path)  # above the project: no file, the defaults
+    code, out, _ = kgrag("config", "--json")
+    assert json.loads(out)["config_file"] is None
 
 
 def kgrag_process(*args: str) -> subprocess.CompletedProcess[str]:

