@@ -1,4 +1,5 @@
-"""Cypher console page: examples, read-only execution, table, CSV download."""
+"""Cypher console page: examples, a question the local model turns into an editable query,
+read-only execution, table, CSV download."""
 
 from __future__ import annotations
 
@@ -31,12 +32,35 @@ def _cell(v: Any) -> Any:
     return json.dumps(v, ensure_ascii=False, default=str) if isinstance(v, dict | list) else v
 
 
+def write_query(question: str, key: str) -> None:
+    """Have the local model write the query for `question` into the text area `key`
+    (before the area is drawn, so the user sees and can edit it before running it)."""
+    from retrieval.text_to_cypher import CypherQueryWriter
+
+    c = components()
+    with st.spinner("The local model is writing the query ..."):
+        draft = CypherQueryWriter(c.llm, c.graph).write(question)
+    st.session_state[key] = draft.query
+    if draft.error:
+        st.warning(f"Its trial run failed: {draft.error}. Edit the query before running it.")
+    else:
+        st.caption(f"Written by {c.llm.model_name}: check it, edit it if needed, then Run.")
+
+
 @page
 def render() -> None:
     st.title("Cypher console")
     st.caption("Read-only: queries that would write are refused. Parameters are JSON.")
     example = st.selectbox("Example queries", list(EXAMPLES))
-    query = st.text_area("Query", value=EXAMPLES[example], height=140, key=f"q-{example}")
+    key = f"q-{example}"
+    st.session_state.setdefault(key, EXAMPLES[example])
+    question = st.text_input("Ask in words", placeholder="Which documents mention Warsaw?",
+                             help="The local model writes a read-only query from the "
+                             "graph's schema into the query box; press Enter.")
+    if question and st.session_state.get("asked") != question:
+        write_query(question, key)
+        st.session_state["asked"] = question
+    query = st.text_area("Query", height=140, key=key)
     cols = st.columns(3)
     limit = cols[0].number_input("Row limit", min_value=1, max_value=100_000, value=200)
     timeout = cols[1].number_input("Timeout (s)", min_value=1.0, max_value=600.0, value=30.0)
