@@ -93,6 +93,9 @@ systools: $(SYSTOOLS)
 neo4j: $(SYSTOOLS)
 	bash infra/neo4j/server.sh build
 
+# The sample corpus is its .md files; questions.jsonl beside them is what `kgrag evaluate`
+# scores answers against (gold answers and source files). The demo evaluates the first four
+# (dense vs PageRank passages, ~1 min) so that the UI's Evaluation page has a report.
 SAMPLES := ingest/samples
 UI_PORT ?= 8501
 
@@ -105,6 +108,7 @@ demo: setup
 	$(BIN)/kgrag ask "Who shared the 1903 Nobel Prize in Physics with Marie Curie?"
 	$(BIN)/kgrag ask "Which institute did the daughter of Marie Curie direct?" --mode tog
 	$(BIN)/kgrag doctor
+	$(BIN)/kgrag evaluate $(SAMPLES)/questions.jsonl --mode rag:dense --mode rag:ppr --limit 4
 	$(BIN)/kgrag ui --detach --port $(UI_PORT)
 	@echo "Open the UI at http://127.0.0.1:$(UI_PORT)  (stop everything: .venv/bin/kgrag services stop)"
 

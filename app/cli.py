@@ -10,6 +10,7 @@ import typer
 from app import (
     cli_ask,
     cli_distill,
+    cli_evaluate,
     cli_graph,
     cli_ingest,
     cli_schedule,
@@ -41,6 +42,7 @@ app.add_typer(docs, name="docs")
 app.command("cypher")(cli_graph.cypher)
 app.command("search")(cli_search.search)
 app.command("ask")(cli_ask.ask)
+app.command("evaluate")(cli_evaluate.evaluate)
 app.command("verify")(verify_claims)
 app.add_typer(cli_schedule.schedule, name="schedule")
 app.add_typer(cli_schedule.server, name="server")

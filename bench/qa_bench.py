@@ -28,14 +28,16 @@ import json
 import os
 import random
 import re
-import string
 import subprocess
 import sys
 import time
 import zipfile
-from collections import Counter
 from pathlib import Path
 from typing import Any
+
+# The answer metrics are kgrag's own (`kgrag evaluate` scores the same way); re-exported
+# for the benchmarks that import them from here.
+from retrieval.scoring import contains, exact_match, f1
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / "bench" / ".cache"
@@ -102,33 +104,6 @@ def build_corpus(records: list[dict[str, str]], sample: list[int], distractors: 
 
 
 # --------------------------------------------------------------------------- metrics
-
-
-def normalise(s: str) -> str:
-    """SQuAD answer normalisation: lower case, no punctuation, articles or extra spaces."""
-    s = s.lower()
-    s = "".join(ch for ch in s if ch not in set(string.punctuation))
-    s = re.sub(r"\b(a|an|the)\b", " ", s)
-    return " ".join(s.split())
-
-
-def exact_match(pred: str, gold: str) -> float:
-    return float(normalise(pred) == normalise(gold))
-
-
-def f1(pred: str, gold: str) -> float:
-    p, g = normalise(pred).split(), normalise(gold).split()
-    common = Counter(p) & Counter(g)
-    same = sum(common.values())
-    if not p or not g or same == 0:
-        return float(p == g)
-    precision, recall = same / len(p), same / len(g)
-    return 2 * precision * recall / (precision + recall)
-
-
-def contains(pred: str, gold: str) -> float:
-    g = normalise(gold)
-    return float(bool(g) and f" {g} " in f" {normalise(pred)} ")
 
 
 def auroc(scores: list[float], labels: list[int]) -> float:
