@@ -7,20 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from app.cli import app
 from core.llm.testing import ScriptedChatModel
+from tests.app.test_cli import kgrag
 from tests.flows.test_evaluate import ingested, stand_in_model, write_questions
-
-runner = CliRunner()
-
-
-def kgrag(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture
