@@ -1,5 +1,8 @@
 """Ask page: a question in; the answer with inline citations, per-sentence verdicts,
-evidence with the cited span highlighted, reasoning paths drawn, cost and latency."""
+evidence with the cited span highlighted, reasoning paths drawn, cost and latency.
+
+While the model writes, its raw text (with [n] markers) streams into a draft; once the
+answer is verified, the draft gives way to the checked answer."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import streamlit as st
 
 from app.ui_common import components, dot_graph, page
 from core.answer import Answer, Evidence, Sentence
+from core.llm.base import TextSink
 
 BADGES = {"supported": ":green-badge[supported]", "unsupported": ":red-badge[unsupported]",
           "unverified": ":gray-badge[unverified]"}
@@ -21,10 +25,38 @@ RETRIEVERS = {"ppr": "PageRank over the entity graph", "hybrid": "dense + BM25",
 _WORD = re.compile(r"\w+")
 
 
-def ask(question: str, mode: str) -> Answer:
+DRAFT_NOTE = "Draft: the model is writing; each sentence is checked against the sources next."
+RETRY_NOTE = "Writing the answer again ..."
+
+
+class AnswerDraft:
+    """The answer as the model writes it, in one placeholder (a `TextSink`): markdown
+    with the raw [n] markers, redrawn on each piece; a restart (a retry, a rectify round)
+    starts it over."""
+
+    def __init__(self, placeholder: Any) -> None:
+        self.placeholder = placeholder
+        self.text = ""
+
+    def write(self, delta: str) -> None:
+        self.text += delta
+        with self.placeholder.container():
+            st.caption(DRAFT_NOTE)
+            # A line break per model line ("Answer: ..." then the sentences).
+            st.markdown(self.text.strip().replace("\n", "  \n") + " ▌")
+
+    def restart(self) -> None:
+        self.text = ""
+        self.placeholder.caption(RETRY_NOTE)
+
+    def clear(self) -> None:
+        self.placeholder.empty()
+
+
+def ask(question: str, mode: str, stream: TextSink | None = None) -> Answer:
     from flows.qa import answer_question
 
-    return answer_question(question, mode=mode, components=components())
+    return answer_question(question, mode=mode, components=components(), stream=stream)
 
 
 def best_span(chunk: str, claim: str) -> tuple[int, int]:
@@ -148,7 +180,11 @@ def render() -> None:
         else:
             st.session_state.pop("search", None)
             with st.spinner("Thinking on the graph ..."):
-                st.session_state["answer"] = ask(question.strip(), mode)
+                draft = AnswerDraft(st.empty())
+                try:
+                    st.session_state["answer"] = ask(question.strip(), mode, draft)
+                finally:  # the verified answer (or the error) takes its place
+                    draft.clear()
     answer = st.session_state.get("answer")
     if answer is not None:
         show_answer(answer)

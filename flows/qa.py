@@ -13,7 +13,7 @@ from typing import cast, get_args
 from core import timing
 from core.answer import Answer
 from core.errors import KgragError
-from core.llm.base import ChatModel
+from core.llm.base import ChatModel, TextSink
 from core.settings import Settings, get_settings
 from flows.components import CHUNK_INDEX, ENTITY_INDEX, Components
 from retrieval.pipeline import AskMode, QuestionAnsweringPipeline
@@ -40,15 +40,17 @@ def build_pipeline(c: Components) -> QuestionAnsweringPipeline:
 
 
 def answer_question(question: str, mode: str | None = None,
-                    components: Components | None = None) -> Answer:
+                    components: Components | None = None,
+                    stream: TextSink | None = None) -> Answer:
     """Answer with long-lived `components` (the UI keeps one set per process); they stay
-    open. `mode`: auto | rag | tog | direct, None for the `qa_mode` setting."""
+    open. `mode`: auto | rag | tog | direct, None for the `qa_mode` setting. `stream` gets
+    the answer text as the model generates it (a draft, before verification)."""
     _checked(mode)
     c = components or Components.from_settings(get_settings())
     pipeline = c.__dict__.get("_qa_pipeline")
     if pipeline is None:
         pipeline = c.__dict__["_qa_pipeline"] = build_pipeline(c)
-    return pipeline.ask(question, cast(AskMode | None, mode))
+    return pipeline.ask(question, cast(AskMode | None, mode), stream)
 
 
 def _checked(mode: str | None) -> str | None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.answer import Evidence, Fact, Sentence, Triple
-from core.llm.base import ChatModel, CompletionRequest, complete
+from core.llm.base import ChatModel, CompletionRequest, TextSink, complete
 from core.nlp import split_sentences
 from retrieval import prompts
 from retrieval.chunk_rag import ScoredChunk
@@ -243,14 +243,16 @@ class AnswerGenerator:
         self.max_chunk_chars = max_chunk_chars
         self.output = output
 
-    def generate(self, question: str, sources: Sources, *, strict: bool = False
-                 ) -> Generated:
+    def generate(self, question: str, sources: Sources, *, strict: bool = False,
+                 stream: TextSink | None = None) -> Generated:
         """Answer from `sources`; `strict` is the regeneration prompt after the verifier
-        found unsupported sentences."""
+        found unsupported sentences. `stream` gets the model's raw text (the "Answer:"
+        line, sentences with their [n] markers) as it is generated; the "json" output is
+        not streamed (its raw text is JSON, not an answer to show)."""
         if sources.empty:
             return Generated([Sentence(text=refusal(question))], cannot_answer=True)
         if self.output == "lines":
-            return self._lines(question, sources, strict)
+            return self._lines(question, sources, strict, stream)
         system = prompts.ANSWER_SYSTEM + (prompts.ANSWER_STRICT if strict else "")
         user = prompts.ANSWER_USER.format(sources=sources.render(self.max_chunk_chars),
                                           question=question)
@@ -262,7 +264,8 @@ class AnswerGenerator:
             return refused(question, sentences)
         return Generated(sentences, short_answer=short_answer(data, sentences))
 
-    def _lines(self, question: str, sources: Sources, strict: bool) -> Generated:
+    def _lines(self, question: str, sources: Sources, strict: bool,
+               stream: TextSink | None = None) -> Generated:
         system = prompts.ANSWER_LINES_SYSTEM + (prompts.ANSWER_STRICT if strict else "")
         user = prompts.ANSWER_LINES_USER.format(sources=sources.render(self.max_chunk_chars),
                                                 question=question)
@@ -273,7 +276,7 @@ class AnswerGenerator:
         request = CompletionRequest.of(messages, max_tokens=min(self.max_tokens,
                                                                 LINES_MAX_TOKENS),
                                        temperature=0.0, stop=["\n\n", "\nQuestion:"])
-        short, sentences, cannot = parse_answer_lines(complete(self.llm, request).text,
+        short, sentences, cannot = parse_answer_lines(complete(self.llm, request, stream).text,
                                                       sources)
         if cannot or not sentences:
             return refused(question, sentences)

@@ -5,6 +5,10 @@
     -> answer with sentence citations -> verify each sentence -> diagnose (KALMV)
     -> at most N rectify rounds (re-retrieve wider, or regenerate) -> `Answer`
 
+With a `stream` (a `TextSink`), `ask` writes each round's answer text to it while the
+model generates it, before verification; each later round restarts it. What the caller
+shows from it is a draft: the `Answer` returned is the verified result.
+
 The stages are constructor arguments (protocol-typed), so each can be tested and swapped
 alone; `QuestionAnsweringPipeline.from_parts` wires the defaults the settings describe.
 
@@ -36,7 +40,7 @@ from core.answer import (
     Triple,
 )
 from core.errors import KgragError, LLMOutputError
-from core.llm.base import ChatModel, Usage
+from core.llm.base import ChatModel, TextBuffer, TextSink, Usage
 from core.models import Entity
 from core.protocols import Embedder, GraphStore, VectorIndex
 from core.settings import Settings
@@ -178,19 +182,21 @@ class QuestionAnsweringPipeline:
 
     # ------------------------------------------------------------------ the loop
 
-    def ask(self, question: str, mode: AskMode | None = None) -> Answer:
-        """Answer `question`; `mode` overrides the router (`auto`: route per question)."""
+    def ask(self, question: str, mode: AskMode | None = None,
+            stream: TextSink | None = None) -> Answer:
+        """Answer `question`; `mode` overrides the router (`auto`: route per question).
+        `stream` gets the answer text as it is generated (see the module docstring)."""
         question = " ".join(question.split())
         if not question:
             raise KgragError("the question is empty", hint='ask something: kgrag ask "..."')
         with timing.timings(reuse=True) as stages:
             started, usage_before = time.perf_counter(), self.usage()
-            answer = self._ask(question, mode)
+            answer = self._ask(question, mode, stream)
             answer.cost = self.cost(usage_before, time.perf_counter() - started)
         answer.cost.timings = {k: round(v, 4) for k, v in stages.items()}
         return answer
 
-    def _ask(self, question: str, mode: AskMode | None) -> Answer:
+    def _ask(self, question: str, mode: AskMode | None, stream: TextSink | None) -> Answer:
         with timing.stage("plan"):  # entity linking, the question's PageRank, the router
             linked, route, rank = self.plan(question, mode)
         answer = Answer(question=question, mode=route.mode, route=route.reason,
@@ -205,10 +211,12 @@ class QuestionAnsweringPipeline:
             except LLMOutputError as exc:
                 log.warning("direct answer returned unusable output: %s", exc)
                 generated = Generated([Sentence(text="The model returned no usable answer.")])
+            if stream is not None:  # a JSON call: its answer is written whole
+                stream.write(generated.text)
             answer.sentences = generated.sentences
             answer.answer = generated.text
         else:
-            self.answer_from_evidence(answer, question, route.mode, linked, rank)
+            self.answer_from_evidence(answer, question, route.mode, linked, rank, stream)
         return answer
 
     def plan(self, question: str, mode: AskMode | None = None
@@ -243,10 +251,11 @@ class QuestionAnsweringPipeline:
         return self.retrieve(question, route.mode, linked, rank=rank)
 
     def answer_from_evidence(self, answer: Answer, question: str, mode: Mode,
-                             linked: Sequence[LinkedEntity], rank: PageRank | None = None
-                             ) -> None:
+                             linked: Sequence[LinkedEntity], rank: PageRank | None = None,
+                             stream: TextSink | None = None) -> None:
         level = 0
-        attempt = self.attempt(question, self.retrieve(question, mode, linked, level, rank))
+        attempt = self.attempt(question, self.retrieve(question, mode, linked, level, rank),
+                               stream=stream)
         answer.rounds.append(self.round(0, "answer", attempt))
         best = attempt
         for i in range(1, self.max_rounds + 1):
@@ -254,13 +263,17 @@ class QuestionAnsweringPipeline:
             if label == "ok":
                 break
             regenerated = answer.rounds[-1].action == "regenerate"
+            if stream is not None:
+                stream.restart()  # the draft shown so far was not good enough
             if label == "retrieval_error" or regenerated:  # a second rewrite rarely helps
                 level += 1
                 attempt = self.attempt(question,
-                                       self.retrieve(question, mode, linked, level, rank))
+                                       self.retrieve(question, mode, linked, level, rank),
+                                       stream=stream)
                 answer.rounds.append(self.round(i, "re-retrieve", attempt))
             else:
-                attempt = self.attempt(question, attempt.retrieved, strict=True)
+                attempt = self.attempt(question, attempt.retrieved, strict=True,
+                                       stream=stream)
                 answer.rounds.append(self.round(i, "regenerate", attempt))
             if attempt.quality() >= best.quality():
                 best = attempt
@@ -275,16 +288,21 @@ class QuestionAnsweringPipeline:
         answer.steps = best.retrieved.steps
         answer.diagnosis = best.diagnosis.label
 
-    def attempt(self, question: str, retrieved: Retrieved, *, strict: bool = False
-                ) -> Attempt:
+    def attempt(self, question: str, retrieved: Retrieved, *, strict: bool = False,
+                stream: TextSink | None = None) -> Attempt:
+        """Generate from `retrieved` (written to `stream` as it comes), then verify."""
         sources = Sources.number(retrieved.chunks, retrieved.facts()[:MAX_FACTS])
+        draft = TextBuffer(stream) if stream is not None else None
         try:
             with timing.stage("generate"):
-                generated = self.generator.generate(question, sources, strict=strict)
+                generated = self.generator.generate(question, sources, strict=strict,
+                                                    stream=draft)
         except LLMOutputError as exc:
             log.warning("answer generation returned unusable output: %s", exc)
             generated = Generated([Sentence(text="The model returned no usable answer.")],
                                   cannot_answer=True)
+        if draft is not None and not draft.pieces:  # a generator that does not stream
+            draft.write(generated.text)
         sentences = generated.sentences
         with timing.stage("verify"):
             if self.verifier is not None:

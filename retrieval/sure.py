@@ -22,7 +22,7 @@ from typing import Any
 
 from core.answer import Sentence
 from core.errors import LLMOutputError
-from core.llm.base import ChatModel
+from core.llm.base import ChatModel, TextSink
 from retrieval import prompts
 from retrieval.generate import AnswerGenerator, Generated, Sources, parse_sentences, refusal
 from retrieval.llm_json import call_json
@@ -79,8 +79,10 @@ class SuReGenerator(AnswerGenerator):
         super().__init__(llm, max_tokens=max_tokens, max_chunk_chars=max_chunk_chars)
         self.k = max(1, candidates)
 
-    def generate(self, question: str, sources: Sources, *, strict: bool = False
-                 ) -> Generated:
+    def generate(self, question: str, sources: Sources, *, strict: bool = False,
+                 stream: TextSink | None = None) -> Generated:
+        """SuRe streams nothing (`stream` is not written): its answer is only chosen
+        after every candidate's calls."""
         if sources.empty:
             return Generated([Sentence(text=refusal(question))], cannot_answer=True)
         rendered = sources.render(self.max_chunk_chars)

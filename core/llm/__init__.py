@@ -4,11 +4,13 @@
     model = make_chat_model(settings)               # backend + retry + cache + counters
     reply = await model.acomplete(CompletionRequest.of(messages, json_schema=schema))
     model.usage                                     # calls, cache hits, tokens, seconds
+    complete(model, request, stream=TextBuffer())   # the text written as it is generated
 
 Backends: `local.LlamaCppChatModel` (in-process GGUF), `openai_compat.OpenAICompatChatModel`
 (vLLM and other OpenAI-compatible servers). Layers: `CachedChatModel`,
-`RetryingChatModel`, `UsageCountingChatModel`, `ConcurrencyLimitedChatModel`. Tests use
-`testing.ScriptedChatModel`.
+`RetryingChatModel`, `UsageCountingChatModel`, `ConcurrencyLimitedChatModel`; each streams
+(`astream` to a `TextSink`) where the model under it does. Tests use
+`testing.ScriptedChatModel` and `testing.ScriptedStreamingChatModel`.
 """
 
 from core.llm.base import (
@@ -18,9 +20,12 @@ from core.llm.base import (
     CompletionRequest,
     LLMRequestError,
     Message,
+    TextBuffer,
+    TextSink,
     Usage,
     aclose_model,
     acomplete_many,
+    astream,
     complete,
 )
 from core.llm.cache import CachedChatModel
@@ -39,10 +44,13 @@ __all__ = [
     "LLMRequestError",
     "Message",
     "RetryingChatModel",
+    "TextBuffer",
+    "TextSink",
     "Usage",
     "UsageCountingChatModel",
     "aclose_model",
     "acomplete_many",
+    "astream",
     "complete",
     "make_backend",
     "make_chat_model",

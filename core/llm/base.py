@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
@@ -167,8 +167,56 @@ class ChatModel(Protocol):
     async def acomplete(self, request: CompletionRequest) -> Completion: ...
 
 
+class TextSink(Protocol):
+    """Where a streamed completion's text goes while the model writes it.
+
+    `write` gets each new piece, in order; `restart` says that the text written so far is
+    void (an attempt failed or was invalid and is tried again) and the next attempt's text
+    follows. After the call returns, the text written since the last restart is the
+    completion's text.
+    """
+
+    def write(self, delta: str) -> None: ...
+
+    def restart(self) -> None: ...
+
+
+class TextBuffer:
+    """A `TextSink` that keeps what it is given and passes it on to `then`, if any: the
+    text since the last restart, and every piece in order (what a test, a caller that
+    must know whether anything was written, or a CLI echo needs).
+
+        >>> buf = TextBuffer()
+        >>> buf.write("Warsaw"); buf.write(" [1].")
+        >>> buf.text, buf.pieces
+        ('Warsaw [1].', ['Warsaw', ' [1].'])
+    """
+
+    def __init__(self, then: TextSink | None = None) -> None:
+        self.text = ""
+        self.pieces: list[str] = []
+        self.restarts = 0
+        self.then = then
+
+    def write(self, delta: str) -> None:
+        self.text += delta
+        self.pieces.append(delta)
+        if self.then is not None:
+            self.then.write(delta)
+
+    def restart(self) -> None:
+        self.text = ""
+        self.restarts += 1
+        if self.then is not None:
+            self.then.restart()
+
+
 class ChatModelLayer:
-    """Base of the layers: wraps `inner`, keeps its model name, passes `aclose` down."""
+    """Base of the layers: wraps `inner`, keeps its model name, passes `aclose` down.
+
+    A layer that streams defines `astream` as well (the four in core.llm do); one that
+    defines only `acomplete` is still streamed through, in one piece (`astream` below).
+    """
 
     def __init__(self, inner: ChatModel) -> None:
         self.inner = inner
@@ -188,19 +236,40 @@ async def aclose_model(model: ChatModel) -> None:
         await close()
 
 
-def complete(model: ChatModel, request: CompletionRequest) -> Completion:
-    """Sync wrapper around the async core (for callers not already in an event loop).
+async def astream(model: ChatModel, request: CompletionRequest, sink: TextSink) -> Completion:
+    """The completion, its text written to `sink` as the model produces it.
+
+    A model with an `astream` method streams (the local and OpenAI-compatible backends and
+    the layers); any other (a scripted fake, a layer defining only `acomplete`) writes its
+    whole text at once when it is complete.
+    """
+    stream: Callable[[CompletionRequest, TextSink], Awaitable[Completion]] | None = getattr(
+        model, "astream", None)
+    if stream is not None:
+        return await stream(request, sink)
+    result = await model.acomplete(request)
+    if result.text:
+        sink.write(result.text)
+    return result
+
+
+def complete(model: ChatModel, request: CompletionRequest, stream: TextSink | None = None
+             ) -> Completion:
+    """Sync wrapper around the async core (for callers not already in an event loop);
+    with `stream`, the text is written to it as it is generated (`astream`).
 
     Inside a running loop (a notebook, an async framework) the call runs on a helper
-    thread with its own loop, because `asyncio.run` cannot nest.
+    thread with its own loop, because `asyncio.run` cannot nest; `stream` is then written
+    to from that thread. Otherwise it is written to from the calling thread.
     """
+    call = model.acomplete(request) if stream is None else astream(model, request, stream)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(model.acomplete(request))
+        return asyncio.run(call)
     with ThreadPoolExecutor(max_workers=1) as pool:  # the caller's context (core.timing) goes along
         run = contextvars.copy_context().run
-        return pool.submit(run, asyncio.run, model.acomplete(request)).result()
+        return pool.submit(run, asyncio.run, call).result()
 
 
 async def acomplete_many(

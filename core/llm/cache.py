@@ -16,13 +16,20 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from core.errors import LLMCallError
-from core.llm.base import ChatModel, ChatModelLayer, Completion, CompletionRequest
+from core.llm.base import (
+    ChatModel,
+    ChatModelLayer,
+    Completion,
+    CompletionRequest,
+    TextSink,
+    astream,
+)
 from core.llm.identity import model_identity
 
 _SCHEMA = """
@@ -150,20 +157,34 @@ class CachedChatModel(ChatModelLayer):
         return self._identity[0]
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
+        return await self._answer(request, None)
+
+    async def astream(self, request: CompletionRequest, sink: TextSink) -> Completion:
+        """A hit is written to `sink` in one piece; a miss streams, and is stored whole
+        once complete (and, below, validated by the retry layer)."""
+        return await self._answer(request, sink)
+
+    async def _answer(self, request: CompletionRequest, sink: TextSink | None) -> Completion:
+        def inner() -> Awaitable[Completion]:
+            return (self.inner.acomplete(request) if sink is None
+                    else astream(self.inner, request, sink))
+
         if request.top_logprobs:  # the store keeps text only; log-probabilities would be lost
-            return await self.inner.acomplete(request)
+            return await inner()
         try:
             identity = await self.model_identity()
         except LLMCallError:
             # Which model answers is unknown (its server is down): neither replay nor store;
             # the call itself says what is wrong.
-            return await self.inner.acomplete(request)
+            return await inner()
         key = self.key(request, identity)
         # SQLite may wait on another process's write lock: keep the event loop free.
         hit = await asyncio.to_thread(self.store.get, key)
         if hit is not None:
+            if sink is not None and hit.text:
+                sink.write(hit.text)
             return hit
-        result = await self.inner.acomplete(request)
+        result = await inner()
         await asyncio.to_thread(self.store.put, key, replace(result, cached=False))
         return result
 

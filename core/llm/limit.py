@@ -11,7 +11,14 @@ import asyncio
 import threading
 from collections import deque
 
-from core.llm.base import ChatModel, ChatModelLayer, Completion, CompletionRequest
+from core.llm.base import (
+    ChatModel,
+    ChatModelLayer,
+    Completion,
+    CompletionRequest,
+    TextSink,
+    astream,
+)
 
 
 class RequestSlots:
@@ -80,3 +87,8 @@ class ConcurrencyLimitedChatModel(ChatModelLayer):
     async def acomplete(self, request: CompletionRequest) -> Completion:
         async with self.slots:
             return await self.inner.acomplete(request)
+
+    async def astream(self, request: CompletionRequest, sink: TextSink) -> Completion:
+        """Streamed; the slot is held until the stream ends."""
+        async with self.slots:
+            return await astream(self.inner, request, sink)

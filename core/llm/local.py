@@ -14,6 +14,7 @@ import functools
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 from core import timing
 from core.errors import ConfigError, LLMCallError, ModelNotFoundError
-from core.llm.base import Completion, CompletionRequest, LLMRequestError
+from core.llm.base import Completion, CompletionRequest, LLMRequestError, TextSink
 
 
 def _load_llama(path: Path, n_ctx: int, n_threads: int) -> Any:
@@ -112,9 +113,20 @@ class LlamaCppChatModel:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
+        return await self._timed(request, None)
+
+    async def astream(self, request: CompletionRequest, sink: TextSink) -> Completion:
+        """The completion, each generated piece written to `sink` on the caller's loop as
+        the worker thread decodes it."""
+        return await self._timed(request, sink)
+
+    async def _timed(self, request: CompletionRequest, sink: TextSink | None) -> Completion:
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
-        result = await loop.run_in_executor(self._worker, self.complete_blocking, request)
+        if sink is None:
+            result = await loop.run_in_executor(self._worker, self.complete_blocking, request)
+        else:
+            result = await self._relayed(request, sink)
         # Back in the caller's context: split the call's time for `kgrag ask --timings`.
         wall = time.perf_counter() - start
         loaded, self._load_seconds = self._load_seconds, 0.0
@@ -126,8 +138,36 @@ class LlamaCppChatModel:
                    max(0.0, wall - result.prompt_seconds - result.decode_seconds))
         return result
 
-    def complete_blocking(self, request: CompletionRequest) -> Completion:
-        """The same completion, on the calling thread (blocks; serialised by a lock)."""
+    async def _relayed(self, request: CompletionRequest, sink: TextSink) -> Completion:
+        """Generation on the worker thread; its pieces cross to this loop through a queue,
+        so `sink` is written to on the caller's thread, in order, before the result."""
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        abandoned = threading.Event()
+
+        def relay(piece: str) -> bool:
+            if abandoned.is_set():
+                return False
+            try:
+                loop.call_soon_threadsafe(pieces.put_nowait, piece)
+            except RuntimeError:  # the caller's loop is closed: nobody reads on
+                return False
+            return True
+
+        job = loop.run_in_executor(self._worker, self.complete_blocking, request, relay)
+        job.add_done_callback(lambda _: pieces.put_nowait(None))  # after every piece
+        try:
+            while (piece := await pieces.get()) is not None:
+                sink.write(piece)
+        except BaseException:
+            abandoned.set()  # the sink failed or the call was cancelled: stop generating
+            raise
+        return await job
+
+    def complete_blocking(self, request: CompletionRequest,
+                          on_piece: Callable[[str], bool] | None = None) -> Completion:
+        """The same completion, on the calling thread (blocks; serialised by a lock).
+        `on_piece` gets each generated piece; generation stops when it returns False."""
         kwargs: dict[str, Any] = {
             "messages": [dict(m) for m in request.messages],
             "max_tokens": request.max_tokens or self.max_tokens,
@@ -146,9 +186,9 @@ class LlamaCppChatModel:
             llama = self._loaded()
             _perf_reset(llama)
             try:
-                if request.stop_after_repeats > 0 or request.line_marker:
+                if request.stop_after_repeats > 0 or request.line_marker or on_piece:
                     response = self._streamed(llama, kwargs, request.stop_after_repeats,
-                                              request.line_marker)
+                                              request.line_marker, on_piece)
                 else:
                     response = llama.create_chat_completion(**kwargs)
             except ValueError as exc:  # llama-cpp-python's "exceed context window" and kin
@@ -169,16 +209,18 @@ class LlamaCppChatModel:
 
     @staticmethod
     def _streamed(llama: Any, kwargs: dict[str, Any], repeats: int = 0,
-                  marker: str = "") -> dict[str, Any]:
+                  marker: str = "", on_piece: Callable[[str], bool] | None = None
+                  ) -> dict[str, Any]:
         """The completion, streamed and cut off once `repeats` generated lines repeat an
         earlier line (a small model looping over the same fact), or at the first line
         without `marker` (prose instead of the asked format; a first line longer than 300
-        characters counts as one); the same response shape as an unstreamed call, with
-        usage counted from the stream."""
+        characters counts as one), or when `on_piece` (given each piece) returns False;
+        the same response shape as an unstreamed call, with usage counted from the
+        stream."""
         text, pieces, finish = "", 0, "stop"
         seen: set[str] = set()
         repeated = 0
-        off_format = False
+        off_format = unread = False
         stream = llama.create_chat_completion(**kwargs, stream=True)
         try:
             for part in stream:
@@ -196,8 +238,9 @@ class LlamaCppChatModel:
                     text += piece
                     tail = text.rsplit("\n", 1)[-1]
                     off_format |= bool(marker and len(tail) > 300 and marker not in tail)
+                    unread = on_piece is not None and not on_piece(piece)
                 finish = choice.get("finish_reason") or finish
-                if (repeats and repeated >= repeats) or off_format:
+                if (repeats and repeated >= repeats) or off_format or unread:
                     finish = "stop"
                     break
         finally:

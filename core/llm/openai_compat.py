@@ -9,16 +9,18 @@ the backend remembers which form worked.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import httpx
 
 from core import timing
 from core.errors import LLMCallError
-from core.llm.base import Completion, CompletionRequest, LLMRequestError
+from core.llm.base import Completion, CompletionRequest, LLMRequestError, TextSink
 
 SchemaMode = Literal["response_format", "guided_json"]
 
@@ -122,40 +124,94 @@ class OpenAICompatChatModel:
     async def acomplete(self, request: CompletionRequest) -> Completion:
         start = time.perf_counter()
         try:
-            return await self._acomplete(request)
+            return await self._with_schema_fallback(request, self._call)
         finally:
             timing.add("llm server", time.perf_counter() - start)
 
-    async def _acomplete(self, request: CompletionRequest) -> Completion:
+    async def astream(self, request: CompletionRequest, sink: TextSink) -> Completion:
+        """The completion as server-sent events (`stream: true`), each content delta
+        written to `sink` as it arrives. Requests for log-probabilities are not streamed
+        (their text is written whole)."""
+        if request.top_logprobs:
+            result = await self.acomplete(request)
+            sink.write(result.text)
+            return result
+        start = time.perf_counter()
+        try:
+            return await self._with_schema_fallback(
+                request, lambda body: self._stream(body, sink))
+        finally:
+            timing.add("llm server", time.perf_counter() - start)
+
+    async def _with_schema_fallback(
+        self, request: CompletionRequest,
+        send: Callable[[dict[str, Any]], Awaitable[Completion]],
+    ) -> Completion:
         mode = self.schema_mode
         try:
-            data = await self._post(self.body(request, mode))
+            return await send(self.body(request, mode))
         except LLMRequestError as refused:
             if request.json_schema is None or mode != "response_format":
                 raise
             # Older vLLM rejects response_format json_schema; it knows guided_json.
             try:
-                data = await self._post(self.body(request, "guided_json"))
+                result = await send(self.body(request, "guided_json"))
             except LLMRequestError:
                 raise refused from None
             self.schema_mode = "guided_json"
-        return self._completion(data)
+            return result
+
+    async def _call(self, body: dict[str, Any]) -> Completion:
+        return self._completion(await self._post(body))
+
+    async def _stream(self, body: dict[str, Any], sink: TextSink) -> Completion:
+        """POST with `stream: true`; reads the `data:` events until `[DONE]`. A refusal
+        (HTTP 4xx) comes before any text, so the schema fallback never repeats text; a
+        stream cut off before its end is an `LLMCallError` (retried)."""
+        body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        text, pieces, finish, model = "", 0, "", self.model_name
+        usage: dict[str, Any] = {}
+        try:
+            async with self._client().stream("POST", self.url, json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _status_error(self.url, response)
+                async for line in response.aiter_lines():
+                    data = _event(line, self.url)
+                    if isinstance(data, str):  # [DONE]
+                        finish = finish or "stop"
+                        break
+                    if data is None:
+                        continue
+                    model = str(data.get("model") or model)
+                    usage = data.get("usage") or usage
+                    for choice in data.get("choices") or []:
+                        piece = (choice.get("delta") or {}).get("content") or ""
+                        if piece:
+                            text += piece
+                            pieces += 1
+                            sink.write(piece)
+                        finish = str(choice.get("finish_reason") or finish)
+        except httpx.TimeoutException as exc:
+            raise self._timeout(exc) from exc
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        if not finish:
+            raise LLMCallError(f"the stream from {self.url} ended before the answer did "
+                               f"(after {len(text)} characters)",
+                               hint="the server may have restarted; see its log")
+        return Completion(text=text, model=model,
+                          prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                          completion_tokens=int(usage.get("completion_tokens") or pieces),
+                          finish_reason=finish)
 
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
             response = await self._client().post(self.url, json=body)
         except httpx.TimeoutException as exc:
-            raise LLMCallError(
-                f"LLM server at {self.url} did not answer within {self.timeout_s:g} s "
-                f"({type(exc).__name__})",
-                hint="raise KGRAG_LLM_TIMEOUT_S, lower KGRAG_LLM_CONCURRENCY, or check the "
-                "server's load",
-            ) from exc
+            raise self._timeout(exc) from exc
         except httpx.TransportError as exc:
-            raise LLMCallError(
-                f"cannot reach the LLM server at {self.url}: {exc or type(exc).__name__}",
-                hint=_FIX_CONNECT,
-            ) from exc
+            raise self._unreachable(exc) from exc
         if response.status_code >= 400:
             raise _status_error(self.url, response)
         try:
@@ -168,6 +224,20 @@ class OpenAICompatChatModel:
         if not isinstance(data, dict):
             raise LLMCallError(f"LLM server at {self.url} answered {str(data)[:200]!r}")
         return data
+
+    def _timeout(self, exc: httpx.TimeoutException) -> LLMCallError:
+        return LLMCallError(
+            f"LLM server at {self.url} did not answer within {self.timeout_s:g} s "
+            f"({type(exc).__name__})",
+            hint="raise KGRAG_LLM_TIMEOUT_S, lower KGRAG_LLM_CONCURRENCY, or check the "
+            "server's load",
+        )
+
+    def _unreachable(self, exc: httpx.TransportError) -> LLMCallError:
+        return LLMCallError(
+            f"cannot reach the LLM server at {self.url}: {exc or type(exc).__name__}",
+            hint=_FIX_CONNECT,
+        )
 
     def _completion(self, data: dict[str, Any]) -> Completion:
         try:
@@ -189,6 +259,25 @@ class OpenAICompatChatModel:
             top_logprobs=tuple({str(a.get("token", "")): float(a.get("logprob", -1e9))
                                 for a in t.get("top_logprobs") or []} for t in content),
         )
+
+
+def _event(line: str, url: str) -> dict[str, Any] | str | None:
+    """One server-sent event line: its JSON object, "[DONE]", or None (a blank line, a
+    comment, another field)."""
+    if not line.startswith("data:"):
+        return None
+    payload = line[len("data:"):].strip()
+    if payload == "[DONE]":
+        return payload
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        raise LLMCallError(f"LLM server at {url} streamed non-JSON: {payload[:200]!r}") from None
+    if not isinstance(data, dict):
+        raise LLMCallError(f"LLM server at {url} streamed {payload[:200]!r}")
+    if "error" in data:  # vLLM reports a failure mid-stream as an event
+        raise LLMCallError(f"LLM server at {url} failed mid-stream: {str(data['error'])[:300]}")
+    return data
 
 
 def _schema_name(schema: dict[str, Any]) -> str:

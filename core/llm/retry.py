@@ -13,7 +13,15 @@ import httpx
 import jsonschema
 
 from core.errors import LLMCallError, LLMOutputError
-from core.llm.base import ChatModel, ChatModelLayer, Completion, CompletionRequest, LLMRequestError
+from core.llm.base import (
+    ChatModel,
+    ChatModelLayer,
+    Completion,
+    CompletionRequest,
+    LLMRequestError,
+    TextSink,
+    astream,
+)
 
 
 class RetryingChatModel(ChatModelLayer):
@@ -28,6 +36,9 @@ class RetryingChatModel(ChatModelLayer):
     when every attempt is invalid, `LLMOutputError` shows the last output. Invalid output
     that was cut off at max_tokens is never re-sampled at the same budget (it would most
     likely be cut off again): it is asked once more with twice the budget, then given up.
+    Streamed (`astream`), every attempt streams; one that follows an attempt which wrote
+    text first restarts the sink, so the text since the last restart is always one
+    attempt's.
     """
 
     def __init__(
@@ -50,6 +61,13 @@ class RetryingChatModel(ChatModelLayer):
         self._sleep = sleep
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
+        return await self._attempts(request, None)
+
+    async def astream(self, request: CompletionRequest, sink: TextSink) -> Completion:
+        return await self._attempts(request, _AttemptSink(sink))
+
+    async def _attempts(self, request: CompletionRequest, sink: _AttemptSink | None
+                        ) -> Completion:
         if request.json_schema is not None and self.validate_schema:
             _validator(_schema_key(request.json_schema))  # a bad schema fails before any call
         attempts = self.max_retries + 1
@@ -58,7 +76,11 @@ class RetryingChatModel(ChatModelLayer):
         failure: Exception | None = None
         for attempt in range(attempts):
             try:
-                result = await self.inner.acomplete(current)
+                if sink is None:
+                    result = await self.inner.acomplete(current)
+                else:
+                    sink.begin_attempt()
+                    result = await astream(self.inner, current, sink)
             except LLMRequestError:
                 raise
             except Exception as exc:
@@ -94,6 +116,28 @@ class RetryingChatModel(ChatModelLayer):
         """Delay before retry number `attempt + 1`: exponential, capped, jittered 50-100%."""
         delay = min(self.max_delay_s, self.base_delay_s * 2**attempt)
         return delay * random.uniform(0.5, 1.0)
+
+
+class _AttemptSink:
+    """Passes an attempt's text on; restarts the caller's sink before an attempt that
+    follows one which wrote text (a failure mid-stream, or invalid output)."""
+
+    def __init__(self, sink: TextSink) -> None:
+        self.sink = sink
+        self.written = False
+
+    def begin_attempt(self) -> None:
+        if self.written:
+            self.sink.restart()
+            self.written = False
+
+    def write(self, delta: str) -> None:
+        self.written = self.written or bool(delta)
+        self.sink.write(delta)
+
+    def restart(self) -> None:  # an inner layer's own restart
+        self.sink.restart()
+        self.written = False
 
 
 def is_retryable(exc: BaseException) -> bool:

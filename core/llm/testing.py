@@ -10,19 +10,39 @@ Each script step is one of: a `str` (the completion text), a `Completion` (retur
 is), an exception instance (raised), or a callable taking the request and returning a
 `str` / `Completion`. When the script runs out, `default` answers (same kinds of step);
 without a default the fake raises `AssertionError`, so a test never gets a silent reply.
+
+`ScriptedStreamingChatModel` streams the same replies word by word (`astream`); its extra
+step `BrokenStream` writes some text and then fails, like a connection dropped mid-answer.
+
+    >>> from core.llm.base import TextBuffer
+    >>> buf = TextBuffer()
+    >>> complete(ScriptedStreamingChatModel(["Warsaw [1]."]), req, buf).text, buf.pieces
+    ('Warsaw [1].', ['Warsaw ', '[1].'])
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TypeAlias
 
-from core.llm.base import Completion, CompletionRequest
+from core.llm.base import Completion, CompletionRequest, TextSink
 
-Step: TypeAlias = str | Completion | BaseException | Callable[[CompletionRequest], str | Completion]
+
+@dataclass(frozen=True)
+class BrokenStream:
+    """A step that streams `text` and then raises `error` (without streaming: raises)."""
+
+    text: str
+    error: BaseException
+
+
+Step: TypeAlias = (str | Completion | BaseException | BrokenStream
+                   | Callable[[CompletionRequest], str | Completion])
 
 
 class ScriptedChatModel:
@@ -59,6 +79,9 @@ class ScriptedChatModel:
             self._script.extend(steps)
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
+        return await self._answer(request, None)
+
+    async def _answer(self, request: CompletionRequest, sink: TextSink | None) -> Completion:
         with self._lock:
             self.requests.append(request)
             step = self._script.popleft() if self._script else self.default
@@ -67,7 +90,12 @@ class ScriptedChatModel:
         try:
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
-            return self._play(step, request)
+            if sink is not None and isinstance(step, BrokenStream):
+                await _write_words(step.text, sink)
+            result = self._play(step, request)
+            if sink is not None:
+                await _write_words(result.text, sink)
+            return result
         finally:
             with self._lock:
                 self.in_flight -= 1
@@ -80,6 +108,8 @@ class ScriptedChatModel:
             )
         if isinstance(step, BaseException):
             raise step
+        if isinstance(step, BrokenStream):
+            raise step.error
         reply = step(request) if callable(step) else step
         if isinstance(reply, Completion):
             return reply
@@ -90,3 +120,18 @@ class ScriptedChatModel:
             prompt_tokens=prompt_words,
             completion_tokens=len(reply.split()),
         )
+
+
+class ScriptedStreamingChatModel(ScriptedChatModel):
+    """`ScriptedChatModel` that streams: `astream` writes each reply word by word (with
+    the whitespace after it, so the pieces join to the reply), yielding to the event
+    loop between pieces as a real stream does."""
+
+    async def astream(self, request: CompletionRequest, sink: TextSink) -> Completion:
+        return await self._answer(request, sink)
+
+
+async def _write_words(text: str, sink: TextSink) -> None:
+    for piece in re.findall(r"\s*\S+\s*|\s+", text):
+        sink.write(piece)
+        await asyncio.sleep(0)

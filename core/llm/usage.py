@@ -5,8 +5,17 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from collections.abc import Awaitable
 
-from core.llm.base import ChatModel, ChatModelLayer, Completion, CompletionRequest, Usage
+from core.llm.base import (
+    ChatModel,
+    ChatModelLayer,
+    Completion,
+    CompletionRequest,
+    TextSink,
+    Usage,
+    astream,
+)
 
 
 class UsageCountingChatModel(ChatModelLayer):
@@ -43,9 +52,16 @@ class UsageCountingChatModel(ChatModelLayer):
         return old
 
     async def acomplete(self, request: CompletionRequest) -> Completion:
+        return await self._counted(self.inner.acomplete(request))
+
+    async def astream(self, request: CompletionRequest, sink: TextSink) -> Completion:
+        """Streamed, counted once when complete (the pieces are not counted)."""
+        return await self._counted(astream(self.inner, request, sink))
+
+    async def _counted(self, call: Awaitable[Completion]) -> Completion:
         start = time.perf_counter()
         try:
-            result = await self.inner.acomplete(request)
+            result = await call
         except Exception:
             with self._lock:
                 self._usage.failed_calls += 1

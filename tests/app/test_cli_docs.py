@@ -79,8 +79,8 @@ def test_delete_by_file_folder_or_id_and_dry_run(kgrag_env: Path, tmp_path: Path
                          "RETURN count(c) AS n", "--json")
     assert json.loads(out)["rows"] == [{"n": 0}]
 
-    code, _, err = kgrag("delete", str(tmp_path / "nowhere"))
-    assert code == 1
+    code, out, _ = kgrag("delete", str(tmp_path / "nowhere"))
+    assert code == 1 and "not found" in out and "kgrag docs list" in out
 
 
 def test_records_of_a_jsonl_file_go_with_the_file(kgrag_env: Path, tmp_path: Path) -> None:

@@ -121,7 +121,10 @@ def test_ask_shows_answer_with_citations(page: object, app_url: str) -> None:
     pg.goto(app_url + "/")  # type: ignore[attr-defined]  (Ask is the default page)
     pg.get_by_label("Question").fill("Where was Albert Einstein born?")  # type: ignore
     pg.get_by_role("button", name="Ask").click()  # type: ignore[attr-defined]
+    # The draft streams in while the model writes, then gives way to the checked answer.
+    pg.wait_for_selector("text=Draft: the model is writing", timeout=300_000)  # type: ignore
     pg.wait_for_selector("text=LLM calls", timeout=420_000)  # type: ignore[attr-defined]
+    assert "Draft: the model is writing" not in pg.inner_text("body")  # type: ignore
     pg.wait_for_selector("text=Evidence")  # type: ignore[attr-defined]
     time.sleep(3)
     text = pg.inner_text("body")  # type: ignore[attr-defined]

@@ -16,15 +16,17 @@ from core.llm.base import (
     Completion,
     CompletionRequest,
     LLMRequestError,
+    TextBuffer,
     Usage,
     acomplete_many,
+    astream,
     complete,
 )
 from core.llm.cache import CachedChatModel
 from core.llm.factory import make_chat_model
 from core.llm.limit import ConcurrencyLimitedChatModel
 from core.llm.retry import RetryingChatModel
-from core.llm.testing import ScriptedChatModel
+from core.llm.testing import BrokenStream, ScriptedChatModel, ScriptedStreamingChatModel
 from core.llm.usage import UsageCountingChatModel
 from core.settings import load_settings
 
@@ -355,3 +357,73 @@ def test_factory_says_how_to_get_a_missing_local_model(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError) as info:
         make_chat_model(settings)
     assert "kgrag models install" in info.value.hint
+
+
+# ----------------------------------------------------------------------------- streaming
+
+
+def test_a_stream_passes_through_every_layer_in_order_and_is_counted_once(
+        tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path)
+    fake = ScriptedStreamingChatModel(["Marie Curie was born in Warsaw [1]."])
+    model = make_chat_model(settings, backend=fake)  # usage, cache, retry, limit
+    sink = TextBuffer()
+
+    first = complete(model, ask("where?"), sink)
+
+    assert sink.pieces == ["Marie ", "Curie ", "was ", "born ", "in ", "Warsaw ", "[1]."]
+    assert first.text == "".join(sink.pieces) == sink.text
+    assert (model.usage.calls, model.usage.completion_tokens) == (1, 7)
+
+    replay = TextBuffer()
+    again = complete(model, ask("where?"), replay)  # from the cache: one piece, no call
+    assert (again.cached, fake.calls) == (True, 1)
+    assert replay.pieces == [first.text]
+    u = model.usage
+    assert (u.calls, u.cached_calls, u.completion_tokens) == (2, 1, 7)
+
+
+def test_a_model_that_cannot_stream_writes_its_text_once() -> None:
+    model = UsageCountingChatModel(RetryingChatModel(ScriptedChatModel(["one shot"])))
+    sink = TextBuffer()
+    assert complete(model, ask("q"), sink).text == "one shot"
+    assert sink.pieces == ["one shot"]
+
+
+def test_a_stream_broken_mid_answer_restarts_the_sink_before_the_retry(
+        tmp_path: Path) -> None:
+    fake = ScriptedStreamingChatModel([BrokenStream("Marie Curie was", LLMCallError("reset")),
+                                       "Marie Curie was born in Warsaw."])
+    model = CachedChatModel(RetryingChatModel(fake, base_delay_s=0), tmp_path / "c.sqlite")
+    sink = TextBuffer()
+
+    result = complete(model, ask("q"), sink)
+
+    assert fake.calls == 2 and sink.restarts == 1
+    assert sink.pieces[:3] == ["Marie ", "Curie ", "was"]  # the broken attempt, then void
+    assert sink.text == result.text == "Marie Curie was born in Warsaw."
+    assert len(model.store) == 1
+    assert complete(model, ask("q")).text == result.text  # stored whole: no third call
+    assert fake.calls == 2
+
+
+def test_invalid_streamed_json_is_resampled_and_the_sink_starts_over() -> None:
+    fake = ScriptedStreamingChatModel(['{"a": "x"}', '{"a": 3}'])
+    sink = TextBuffer()
+    result = complete(RetryingChatModel(fake, base_delay_s=0), ask("q", json_schema=SCHEMA),
+                      sink)
+    assert json.loads(result.text) == {"a": 3}
+    assert (sink.restarts, sink.text) == (1, '{"a": 3}')
+
+
+def test_a_stream_holds_its_concurrency_slot_until_it_ends() -> None:
+    fake = ScriptedStreamingChatModel(default="a b c d e f")
+    model = ConcurrencyLimitedChatModel(fake, 1)
+
+    async def both() -> list[str]:
+        sinks = [TextBuffer(), TextBuffer()]
+        await asyncio.gather(*(astream(model, ask("q"), s) for s in sinks))
+        return [s.text for s in sinks]
+
+    assert asyncio.run(both()) == ["a b c d e f"] * 2
+    assert fake.peak_in_flight == 1

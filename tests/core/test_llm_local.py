@@ -134,3 +134,28 @@ def test_a_short_answer_request_gets_a_short_answer_on_the_real_model(
     assert not out.cannot_answer and "Warsaw" in out.short_answer
     assert len(out.short_answer.split()) <= 4
     assert model.usage.calls == 1 and model.usage.completion_tokens <= 160
+
+
+def test_a_streamed_answer_arrives_in_pieces_and_equals_the_unstreamed_one(
+    model_path: Path, tmp_path: Path
+) -> None:
+    from core.llm.base import TextBuffer
+
+    ask = CompletionRequest.of(
+        [{"role": "system", "content": "Answer in one sentence from the source."},
+         {"role": "user", "content": "Source: Marie Curie was born in Warsaw in 1867.\n"
+          "Question: Where was Marie Curie born?"}], max_tokens=40, temperature=0.0)
+    settings = load_settings(data_dir=tmp_path, llm_model_path=model_path, llm_context=2048)
+    model = make_chat_model(settings)  # with the cache
+    sink = TextBuffer()
+
+    first = complete(model, ask, sink)
+
+    assert len(sink.pieces) > 3 and "".join(sink.pieces) == first.text
+    assert "Warsaw" in first.text
+    replay = TextBuffer()
+    assert complete(model, ask, replay).cached and replay.pieces == [first.text]
+    # Greedy decoding streamed or not: the same text, and the same tokens counted once.
+    plain = complete(LlamaCppChatModel(model_path, n_ctx=2048), ask)
+    assert plain.text == first.text
+    assert model.usage.completion_tokens == first.completion_tokens == plain.completion_tokens

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from core.errors import LLMCallError
-from core.llm.base import CompletionRequest, LLMRequestError, complete
+from core.llm.base import CompletionRequest, LLMRequestError, TextBuffer, complete
 from core.llm.openai_compat import OpenAICompatChatModel
 from core.llm.retry import RetryingChatModel
 
@@ -25,7 +25,20 @@ SCHEMA = {
     "properties": {"triples": {"type": "array", "items": {"type": "string"}}},
     "required": ["triples"],
 }
-Reply = tuple[int, dict[str, Any]]
+
+
+@dataclass
+class Stream:
+    """A reply as server-sent events: `pieces` of content, one event each, `delay_s`
+    apart, then a usage event and `[DONE]` (`complete=False`: the connection just ends)."""
+
+    pieces: list[str]
+    delay_s: float = 0.0
+    complete: bool = True
+    sent_at: list[float] = field(default_factory=list)  # when each piece went out
+
+
+Reply = tuple[int, "dict[str, Any] | Stream"]
 
 
 def ok(content: str) -> Reply:
@@ -59,12 +72,35 @@ def server() -> Iterator[FakeServer]:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             state.requests.append((self.path, dict(self.headers), body))
             status, payload = state.answer(self.path, body)
+            if isinstance(payload, Stream):
+                self.send_events(payload)
+                return
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def send_events(self, stream: Stream) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()  # HTTP/1.0: the body ends when the connection closes
+            for piece in stream.pieces:
+                time.sleep(stream.delay_s)
+                self.event({"model": "served-model", "choices": [
+                    {"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+                stream.sent_at.append(time.monotonic())
+            if stream.complete:
+                self.event({"model": "served-model", "choices": [
+                    {"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                self.event({"model": "served-model", "choices": [],
+                            "usage": {"prompt_tokens": 11, "completion_tokens": 4}})
+                self.wfile.write(b"data: [DONE]\n\n")
+
+        def event(self, data: dict[str, Any]) -> None:
+            self.wfile.write(f"data: {json.dumps(data)}\n\n".encode())
+            self.wfile.flush()
 
         def log_message(self, *args: object) -> None:
             pass
@@ -174,3 +210,58 @@ def test_non_openai_answers_are_explained(server: FakeServer) -> None:
     server.answer = lambda path, body: (200, {"hello": "world"})
     with pytest.raises(LLMCallError, match="without choices"):
         complete(OpenAICompatChatModel(server.url, "m"), ask())
+
+
+# ----------------------------------------------------------------------------- streaming
+
+
+class TimedText(TextBuffer):
+    """Also keeps when each piece arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived: list[float] = []
+
+    def write(self, delta: str) -> None:
+        self.arrived.append(time.monotonic())
+        super().write(delta)
+
+
+def test_streams_server_sent_events_piece_by_piece(server: FakeServer) -> None:
+    stream = Stream(["Marie", " Curie", " was born", " in Warsaw [1]."], delay_s=0.1)
+    server.answer = lambda path, body: (200, stream)
+    sink = TimedText()
+
+    result = complete(OpenAICompatChatModel(server.url, "m"), ask(), sink)
+
+    body = server.requests[0][2]
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert sink.pieces == stream.pieces and result.text == "Marie Curie was born in Warsaw [1]."
+    assert (result.model, result.prompt_tokens, result.completion_tokens,
+            result.finish_reason) == ("served-model", 11, 4, "stop")
+    assert sink.arrived[0] < stream.sent_at[-1]  # the first piece came before the last went
+
+
+def test_a_stream_cut_off_is_retried_and_the_sink_restarted(server: FakeServer) -> None:
+    replies = iter([Stream(["Marie", " Curie"], complete=False), Stream(["Warsaw."])])
+    server.answer = lambda path, body: (200, next(replies))
+    sink = TextBuffer()
+    model = RetryingChatModel(OpenAICompatChatModel(server.url, "m"), base_delay_s=0)
+
+    assert complete(model, ask(), sink).text == "Warsaw."
+    assert (sink.pieces, sink.restarts, sink.text) == (["Marie", " Curie", "Warsaw."], 1,
+                                                      "Warsaw.")
+
+
+def test_a_refused_stream_falls_back_to_guided_json_without_repeating_text(
+        server: FakeServer) -> None:
+    def old_vllm(path: str, body: dict[str, Any]) -> Reply:
+        if "response_format" in body:
+            return 400, {"object": "error", "message": "json_schema is not supported"}
+        return 200, Stream(['{"triples"', ': ["a"]}'])
+
+    server.answer = old_vllm
+    sink = TextBuffer()
+    result = complete(OpenAICompatChatModel(server.url, "m"), ask(json_schema=SCHEMA), sink)
+    assert sink.pieces == ['{"triples"', ': ["a"]}'] and result.text == '{"triples": ["a"]}'
+    assert "guided_json" in server.requests[1][2]
