@@ -47,7 +47,9 @@ def test_config_is_found_from_a_subfolder_and_its_paths_are_its_own(
     (project / "notes" / "deep").mkdir(parents=True)
     (project / "kgrag.toml").write_text('data_dir = "kg-data"\nmodels_dir = "models"\n'
                                         'graph_name = "mine"\n')
-    monkeypatch.delenv("KGRAG_CONFIG")  # as a user has it: no variable, found by walking up
+    # As a user has it: no variable names the file (found by walking up) or the models dir.
+    monkeypatch.delenv("KGRAG_CONFIG")
+    monkeypatch.delenv("KGRAG_MODELS_DIR")
     monkeypatch.chdir(project / "notes" / "deep")
     monkeypatch.setenv("KGRAG_GRAPH_NAME", "from_env")
     code, out, _ = kgrag("config", "--json")
