@@ -102,6 +102,7 @@ UI_PORT ?= 8501
 demo: setup
 	$(BIN)/kgrag services start
 	$(BIN)/kgrag ingest "$(SAMPLES)/*.md"
+	$(BIN)/kgrag docs list
 	$(BIN)/kgrag graph stats
 	$(BIN)/kgrag cypher "MATCH (s:Entity)-[r:RELATES]->(o:Entity) RETURN s.name AS subject, r.predicate AS predicate, o.name AS object, r.judge_score AS support ORDER BY support DESC LIMIT 15"
 	$(BIN)/kgrag search "Which institute did the daughter of Marie Curie direct?" --k 3
