@@ -175,10 +175,13 @@ def docs_list(
         return
     from rich.table import Table
 
-    table = Table("source", "title", "chunks", "entities", "ingested at", "id")
+    table = Table("title", "chunks", "entities", "ingested at")
+    # Sources and ids are what `kgrag delete` takes: folded, never cut short with "...".
+    table.add_column("source", overflow="fold")
+    table.add_column("id", overflow="fold", no_wrap=False)
     for d in docs:
         when = d.ingested_at.replace("T", " ").removesuffix("+00:00") or "-"
         title = d.title if d.done else f"{d.title} [yellow](unfinished)[/]"
-        table.add_row(d.source, title, str(d.chunks), str(d.entities), when, d.id)
+        table.add_row(title, str(d.chunks), str(d.entities), when, d.source, d.id)
     out.print(table)
     out.print(f"{len(docs)} documents (remove with: kgrag delete PATH_OR_ID)")
