@@ -143,13 +143,21 @@ def ui(
     raise typer.Exit(run_foreground(ui_server.command(port, headless=not open_browser)))
 
 
-def quiet_libraries() -> None:
-    """Library progress bars and chatter (transformers' "Loading weights", tqdm, the hub)
-    stay out of kgrag's output; kgrag's own progress bars are rich, not tqdm. A variable
-    the user set wins."""
-    for name, value in (("TQDM_DISABLE", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
-                        ("TRANSFORMERS_VERBOSITY", "error"),
-                        ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")):
+#: Commands that show their own progress: Prefect's INFO lines ("Task run 'chunk-ede' -
+#: Finished in state Completed()") stay off their console (still sent to the Prefect API).
+_OWN_PROGRESS = ("ingest", "delete", "evaluate", "ask", "search", "docs", "cypher", "graph")
+
+
+def quiet_libraries(argv: list[str] | None = None) -> None:
+    """Library progress bars and chatter (transformers' "Loading weights", tqdm, the hub,
+    Prefect's run log on commands that draw their own progress) stay out of kgrag's output;
+    kgrag's own progress bars are rich, not tqdm. A variable the user set wins."""
+    quiet = [("TQDM_DISABLE", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+             ("TRANSFORMERS_VERBOSITY", "error"), ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")]
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in _OWN_PROGRESS:
+        quiet.append(("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING"))
+    for name, value in quiet:
         os.environ.setdefault(name, value)
 
 

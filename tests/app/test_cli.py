@@ -138,3 +138,19 @@ def test_library_progress_bars_stay_out_of_the_output() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
     assert "Loading weights" not in done.stderr and "it/s]" not in done.stderr
+
+
+def test_prefect_run_log_stays_off_the_console_of_commands_with_their_own_progress(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.cli import quiet_libraries
+
+    key = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
+    monkeypatch.setenv(key, "unset at the end")  # so monkeypatch restores the environment
+    monkeypatch.delenv(key)
+    quiet_libraries(["serve"])  # the scheduler's console keeps Prefect's run log
+    assert key not in os.environ
+    quiet_libraries(["ingest", "docs/"])
+    assert os.environ[key] == "WARNING"
+    monkeypatch.setenv(key, "INFO")  # what the user set wins
+    quiet_libraries(["evaluate", "q.jsonl"])
+    assert os.environ[key] == "INFO"
