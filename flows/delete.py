@@ -114,7 +114,7 @@ def resolve_targets(docs: Sequence[DocumentInfo], targets: Sequence[str]
         else:
             where = Path(target).expanduser().resolve()
             found = [d for d in docs if d.source == target or (
-                d.path and (Path(d.path) == where or Path(d.path).is_relative_to(where)))]
+                d.path and Path(d.path).is_relative_to(where))]  # the file itself too
         if not found:
             unmatched.append(target)
         chosen.update((d.id, d) for d in found)
@@ -126,7 +126,7 @@ def missing_files(docs: Sequence[DocumentInfo], sources: Sequence[str]) -> list[
     roots = [Path(s).expanduser().resolve() for s in sources if not any(
         ch in s for ch in "*?[")]
     return [d for d in docs if d.path and not Path(d.path).exists() and any(
-        Path(d.path) == r or Path(d.path).is_relative_to(r) for r in roots)]
+        Path(d.path).is_relative_to(r) for r in roots)]
 
 
 @flow(name="delete_documents", persist_result=False)
