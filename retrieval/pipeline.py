@@ -307,7 +307,8 @@ class QuestionAnsweringPipeline:
         with timing.stage("verify"):
             if self.verifier is not None:
                 sentences = self.verifier.verify(sentences, sources,
-                                                 cannot_answer=generated.cannot_answer)
+                                                 cannot_answer=generated.cannot_answer,
+                                                 question=question)
             diagnosis = self.diagnoser.diagnose(question, sources, sentences,
                                                 generated.cannot_answer)
         return Attempt(retrieved, sources, generated, sentences, diagnosis)

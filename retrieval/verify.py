@@ -88,7 +88,10 @@ class GroundingChecker(Protocol):
     def exhaustive(self) -> bool:
         """Cheap enough to score every source of the context."""
 
-    def scores(self, claim: str, texts: Sequence[str]) -> list[float | None]: ...
+    def scores(self, claim: str, texts: Sequence[str], context: str = ""
+               ) -> list[float | None]:
+        """`context`: what the claim answers (the question); a checker may use it."""
+        ...
 
 
 def best_support(checker: GroundingChecker, claim: str, texts: Sequence[str]
@@ -161,7 +164,8 @@ class LLMGroundingChecker:
             return None
         return 1.0 if isinstance(data, dict) and data.get("supported") is True else 0.0
 
-    def scores(self, claim: str, texts: Sequence[str]) -> list[float | None]:
+    def scores(self, claim: str, texts: Sequence[str], context: str = ""
+               ) -> list[float | None]:
         out: list[float | None] = [None] * len(texts)
         order = sorted(range(len(texts)), key=lambda i: -coverage(claim, texts[i]))
         for i in order[: self.max_pieces]:
@@ -194,7 +198,8 @@ class EmbeddingGroundingChecker:
     def __init__(self, embedder: Embedder) -> None:
         self.embedder = embedder
 
-    def scores(self, claim: str, texts: Sequence[str]) -> list[float | None]:
+    def scores(self, claim: str, texts: Sequence[str], context: str = ""
+               ) -> list[float | None]:
         sentences: list[tuple[int, str]] = [(i, s) for i, t in enumerate(texts)
                                             for s in (split_sentences(t) or [t])]
         out: list[float | None] = [0.0] * len(texts)
@@ -246,13 +251,14 @@ class ClaimCheck:
 
 
 def check_claim(checker: GroundingChecker, claim: str, evidence: Sequence[str],
-                threshold: float = 0.5) -> ClaimCheck:
-    """Score `claim` against the `evidence` texts (see `ClaimCheck`)."""
+                threshold: float = 0.5, context: str = "") -> ClaimCheck:
+    """Score `claim` against the `evidence` texts (see `ClaimCheck`); `context` is the
+    question the claim answers, if any."""
     pieces = [(i, p) for i, text in enumerate(evidence)
               for p in split_pieces(text, checker.piece_words)]
     sentences = []
     for sentence in split_sentences(claim) or [claim.strip()]:
-        scores = checker.scores(sentence, [p for _, p in pieces])
+        scores = checker.scores(sentence, [p for _, p in pieces], context)
         per_evidence: list[float | None] = [None] * len(evidence)
         for (i, _), s in zip(pieces, scores, strict=True):
             if s is not None:
@@ -298,26 +304,27 @@ class GroundingVerifier:
                              ". ".join(f.triple.text() for f in facts) + "."))
         return out
 
-    def source_scores(self, text: str, ids: Sequence[str], sources: Sources
-                      ) -> dict[tuple[str, ...], float]:
+    def source_scores(self, text: str, ids: Sequence[str], sources: Sources,
+                      question: str = "") -> dict[tuple[str, ...], float]:
         """Best score of each source (and of the cited facts together) for `text`."""
         pieces = self.pieces(ids, sources)
         best: dict[tuple[str, ...], float] = {}
-        for piece, s in zip(pieces, self.checker.scores(text, [p.text for p in pieces]),
-                            strict=True):
+        for piece, s in zip(pieces, self.checker.scores(text, [p.text for p in pieces],
+                                                        question), strict=True):
             if s is not None:
                 best[piece.source_ids] = max(best.get(piece.source_ids, 0.0), s)
         return best
 
-    def check(self, text: str, cited: Sequence[str], sources: Sources) -> Verdict:
+    def check(self, text: str, cited: Sequence[str], sources: Sources, question: str = ""
+              ) -> Verdict:
         everything = [e.id for e in sources.evidence] + [f.id for f in sources.facts]
         first = list(cited) or everything
-        scores = self.source_scores(text, first, sources)
+        scores = self.source_scores(text, first, sources, question)
         checked = list(first)
         if self.checker.exhaustive and max(scores.values(), default=0.0) < self.threshold:
             rest = [i for i in everything if i not in set(first)]
             if rest:
-                scores.update(self.source_scores(text, rest, sources))
+                scores.update(self.source_scores(text, rest, sources, question))
                 checked += rest
         if not scores:
             return Verdict(label="unsupported", score=0.0, method=self.checker.name,
@@ -334,15 +341,16 @@ class GroundingVerifier:
                        method=self.checker.name, checked=checked)
 
     def verify(self, sentences: Sequence[Sentence], sources: Sources, *,
-               cannot_answer: bool = False) -> list[Sentence]:
+               cannot_answer: bool = False, question: str = "") -> list[Sentence]:
         """Copies of `sentences` with their `verification` filled in and their citations
-        narrowed to the evidence that supports them."""
+        narrowed to the evidence that supports them; the `question`'s words are not new
+        in an answer sentence."""
         out = []
         for s in sentences:
             if cannot_answer or not content_terms(s.text):
                 out.append(s.model_copy(update={"verification": Verdict(method="none")}))
                 continue
-            verdict = self.check(s.text, s.citations, sources)
+            verdict = self.check(s.text, s.citations, sources, question)
             out.append(s.model_copy(update={"verification": verdict,
                                             "citations": list(verdict.evidence)}))
         return out

@@ -66,6 +66,25 @@ def test_one_claim_against_evidence_with_the_trained_checker(
     assert code == 0 and "unsupported" in out and "no supporting evidence" in out
 
 
+def test_a_question_given_with_a_claim_is_its_context(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KGRAG_CHECKER_PATH", str(tiny_checker_dir()))
+    claim = 'The answer to "Where was the admiral Marie Curie born?" is: Warsaw'
+    lines = [json.dumps({"claim": claim, "evidence": PASSAGE}),
+             json.dumps({"claim": claim, "evidence": PASSAGE,
+                         "question": "Where was the admiral Marie Curie born?"}),
+             json.dumps({"claim": claim, "evidence": PASSAGE, "question": ["not", "text"]})]
+    path = tmp_path / "claims.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    code, out = kgrag("verify", "--file", str(path), "--json")
+    results = json.loads(out)["results"]
+    assert code == 1 and '"question" must be a string' in results[2]["error"]
+    assert results[1]["score"] > results[0]["score"]  # "admiral" is the question's word
+    code, out = kgrag("verify", claim, "-e", PASSAGE, "--question",
+                      "Where was the admiral Marie Curie born?", "--json")
+    assert code == 0 and json.loads(out)["results"][0]["score"] == results[1]["score"]
+
+
 def test_verify_without_a_trained_checker_says_how_to_get_one(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch
                                                               ) -> None:

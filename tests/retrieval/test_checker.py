@@ -89,7 +89,8 @@ class KeywordChecker:
     def __init__(self) -> None:
         self.seen: list[str] = []
 
-    def scores(self, claim: str, texts: Sequence[str]) -> list[float | None]:
+    def scores(self, claim: str, texts: Sequence[str], context: str = ""
+               ) -> list[float | None]:
         self.seen += texts
         word = claim.rstrip(".").split()[-1]
         return [0.9 if word in t else 0.1 for t in texts]
@@ -216,3 +217,75 @@ def test_interrupted_training_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert (out / "checker.json").is_file() and not (tmp_path / "checker.partial").exists()
     assert info.training["pairs"] == 64
 
+
+
+def test_novel_terms_counts_claim_words_the_evidence_and_question_lack() -> None:
+    from retrieval.lexical import novel_terms
+
+    assert novel_terms("Marie Curie was born in Berlin.", BIO.chunk.text) == (1, 4)
+    assert novel_terms("Marie Curie was born in Berlin.", BIO.chunk.text, "Berlin?") == (0, 4)
+    assert novel_terms("She married in 1895.", BIO.chunk.text) == (0, 2)  # "married" ~ prefix
+    assert novel_terms("It is.", BIO.chunk.text) == (0, 0)
+
+
+def test_logistic_fit_finds_the_informative_feature() -> None:
+    import numpy as np
+
+    from retrieval.checker_train import fit_logistic
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 2))
+    y = (x[:, 0] + 0.3 * rng.normal(size=400) > 0).astype(int)
+    weights, _ = fit_logistic(x, y.tolist())
+    assert weights[0] > 1.0 and abs(weights[1]) < 0.5
+
+
+def test_calibration_is_fitted_on_held_out_pairs_and_the_question_is_context(
+        trained: CrossEncoderGroundingChecker, tmp_path: Path) -> None:
+    import shutil
+
+    from retrieval.checker import FEATURES
+    from retrieval.checker_train import recalibrate
+
+    cal = trained.info.calibration
+    assert cal["features"] == list(FEATURES)
+    # The tiny checker's wrong claims name a city, job or year the evidence lacks: the
+    # fitted weight of novel terms is negative.
+    assert cal["weights"][FEATURES.index("novel_terms")] < 0
+    evidence = ["Grace Hopper was born in Vienna in 1906. Grace Hopper worked as a surgeon."]
+    question = "Where was the admiral Grace Hopper born?"
+    claim = f'The answer to "{question}" is: Vienna'
+    alone = trained.scores(claim, evidence)[0]
+    with_question = trained.scores(claim, evidence, context=question)[0]
+    assert alone is not None and with_question is not None and with_question > alone
+    # Recalibrating on other held-out pairs rewrites the calibration, not the model.
+    copy = tmp_path / "checker"
+    shutil.copytree(trained.path, copy)
+    info = recalibrate(copy, tmp_path / "cache", data=TrainingData(
+        train=[], validation=synthetic_pairs(48, seed=9)))
+    assert info.calibration["weights"] != cal["weights"]
+    assert info.validation["pairs"] == 48 and "cross_encoder_auroc" in info.validation
+    assert CrossEncoderGroundingChecker(copy).info.calibration == info.calibration
+
+
+def test_wiki_source_pairs_a_stated_claim_with_an_entity_swapped_copy() -> None:
+    from retrieval.checker_data import wiki_pairs
+
+    texts = [
+        "Marie Curie was a physicist and chemist. She was born in Warsaw in 1867. She moved "
+        "to Paris in 1891 and studied at the University of Paris.",
+        "The Danube is a river in Europe. It flows through Vienna and Budapest. It reaches "
+        "the Black Sea in Romania after 2,850 kilometres.",
+        "Alan Turing was an English mathematician. He was born in London in 1912. He worked "
+        "at Bletchley Park during the Second World War.",
+    ]
+    pairs = wiki_pairs(texts, seed=1)
+    assert pairs and len(pairs) % 2 == 0
+    for right, wrong in zip(pairs[::2], pairs[1::2], strict=True):
+        assert (right.label, wrong.label) == (1, 0) and right.source == "wiki"
+        assert right.evidence == wrong.evidence and right.context == wrong.context
+        assert right.claim != wrong.claim
+        if right.context:  # a cloze answer claim: the question is the context
+            assert right.claim.startswith(f'The answer to "{right.context}" is: ')
+        else:  # the sentence as the passage states it
+            assert right.claim in right.evidence

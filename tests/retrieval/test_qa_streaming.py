@@ -43,7 +43,7 @@ class StandInVerifier:
         self.draft_at_verify: list[str] = []
 
     def verify(self, sentences: Sequence[Sentence], sources: Sources, *,
-               cannot_answer: bool = False) -> list[Sentence]:
+               cannot_answer: bool = False, question: str = "") -> list[Sentence]:
         self.draft_at_verify.append(self.shown.text)
         label = "supported" if all(s.text.rstrip(".").split()[-1] in BORN.chunk.text
                                    for s in sentences) else "unsupported"
