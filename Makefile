@@ -69,7 +69,7 @@ $(STAMP): pyproject.toml
 $(MODEL): | $(STAMP)
 	$(BIN)/python -m core.model_files --variant 0.5b
 
-# The grounding checker is trained here, once (~17 CPU-minutes; resumes if cut off).
+# The grounding checker is trained here, once (5.5 minutes on 2 free cores; resumes if cut off).
 $(CHECKER): | $(STAMP)
 	$(BIN)/kgrag models train-checker
 

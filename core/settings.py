@@ -370,11 +370,12 @@ class Settings(BaseSettings):
     answer_max_tokens: int = Field(
         default=384, gt=0, description="Completion budget of the answer generation call."
     )
-    answer_format: Literal["lines", "json"] = Field(
-        default="lines", description="Answer output: `lines` (\"Answer: ...\" then cited "
-        "sentences as plain text, decoded without a grammar, at most 160 tokens) or `json` "
-        "(the same under a JSON-schema grammar: slower on a local model). See "
-        "bench/README.md (qa_latency)."
+    answer_format: Literal["short-first", "lines", "json"] = Field(
+        default="short-first", description="Answer output: `short-first` (the short answer "
+        "alone in one call, then the cited sentences that support it in a second call on the "
+        "same prompt; plain text, no grammar), `lines` (\"Answer: ...\" then cited sentences "
+        "in one call, at most 160 tokens) or `json` (one call under a JSON-schema grammar: "
+        "slower on a local model). See bench/README.md (qa_latency)."
     )
     answer_method: Literal["cited", "sure"] = Field(
         default="cited", description="`cited`: one call writes cited sentences; `sure` "

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 CHECKER_DIR = "grounding-checker"
 INFO_FILE = "checker.json"
-TRAIN_HINT = "run: kgrag models train-checker (10 to 12 minutes on 2 free CPU cores; make setup " \
+TRAIN_HINT = "run: kgrag models train-checker (about 6 minutes on 2 free CPU cores; make setup " \
              "runs it once)"
 
 

@@ -231,13 +231,46 @@ def parse_answer_lines(text: str, sources: Sources) -> tuple[str, list[Sentence]
     return short[:SHORT_ANSWER_CHARS], sentences, cannot
 
 
+_REFUSAL = re.compile(r"^\W*(?:the\s+)?(?:sources?|passages?|text|context)\s+(?:do|does)\s+"
+                      r"not|^\W*(?:unknown|not\s+(?:stated|mentioned|given|provided))\b",
+                      re.IGNORECASE)
+#: Budget of a short-first answer's first call: the answer alone.
+SHORT_MAX_TOKENS = 32
+
+
+def clean_short(text: str) -> str:
+    """The first line of a short-answer reply, without an "Answer:" label, markers or a
+    final full stop."""
+    line = next((x for x in text.strip().splitlines() if x.strip()), "")
+    line = _ANSWER_LINE.sub(r"\1", line.strip()) if _ANSWER_LINE.match(line.strip()) else line
+    return " ".join(_MARKER.sub("", line).split()).rstrip(".")[:SHORT_ANSWER_CHARS]
+
+
+class _AfterLine:
+    """A `TextSink` that keeps `line` in front of what follows: on a restart of the second
+    call the answer line is written again."""
+
+    def __init__(self, sink: TextSink, line: str) -> None:
+        self.sink, self.line = sink, line
+        sink.write(line)
+
+    def write(self, delta: str) -> None:
+        self.sink.write(delta)
+
+    def restart(self) -> None:
+        self.sink.restart()
+        self.sink.write(self.line)
+
+
 class AnswerGenerator:
-    """One call: numbered sources in, a short answer and cited sentences out. `output`
-    "lines" (default): plain text decoded without a grammar ("Answer: ..." then sentences
-    with inline [n] citations); "json": the same under a JSON-schema grammar (slower)."""
+    """Numbered sources in, a short answer and cited sentences out. `output`
+    "short-first" (default): the short answer alone in one call, then the sentences that
+    support it (inline [n] citations) in a second call on the same prompt, both plain text
+    without a grammar; "lines": both in one call ("Answer: ..." then the sentences);
+    "json": the one call under a JSON-schema grammar (slower)."""
 
     def __init__(self, llm: ChatModel, *, max_tokens: int = 384,
-                 max_chunk_chars: int = 1200, output: str = "lines") -> None:
+                 max_chunk_chars: int = 1200, output: str = "short-first") -> None:
         self.llm = llm
         self.max_tokens = max_tokens
         self.max_chunk_chars = max_chunk_chars
@@ -251,6 +284,8 @@ class AnswerGenerator:
         not streamed (its raw text is JSON, not an answer to show)."""
         if sources.empty:
             return Generated([Sentence(text=refusal(question))], cannot_answer=True)
+        if self.output == "short-first":
+            return self._short_first(question, sources, strict, stream)
         if self.output == "lines":
             return self._lines(question, sources, strict, stream)
         system = prompts.ANSWER_SYSTEM + (prompts.ANSWER_STRICT if strict else "")
@@ -263,6 +298,33 @@ class AnswerGenerator:
         if data.get("cannot_answer") is True or not sentences:
             return refused(question, sentences)
         return Generated(sentences, short_answer=short_answer(data, sentences))
+
+    def _short_first(self, question: str, sources: Sources, strict: bool,
+                     stream: TextSink | None = None) -> Generated:
+        messages = [{"role": "system",
+                     "content": prompts.SHORT_SYSTEM + (prompts.ANSWER_STRICT if strict else "")},
+                    {"role": "user", "content": prompts.SHORT_USER.format(
+                        sources=sources.render(self.max_chunk_chars), question=question)}]
+        first = complete(self.llm, CompletionRequest.of(
+            messages, max_tokens=SHORT_MAX_TOKENS, temperature=0.0, stop=["\n\n"]))
+        short = clean_short(first.text)
+        if not short or short.casefold() in _UNKNOWN or _REFUSAL.match(short):
+            if stream is not None:
+                stream.write(refusal(question))
+            return refused(question, [])
+        follow = messages + [{"role": "assistant", "content": first.text.strip()},
+                             {"role": "user", "content": prompts.SUPPORT_USER}]
+        sink = _AfterLine(stream, f"Answer: {short}\n") if stream is not None else None
+        text = complete(self.llm, CompletionRequest.of(
+            follow, max_tokens=min(self.max_tokens, LINES_MAX_TOKENS), temperature=0.0,
+            stop=["\n\n", "\nQuestion:"]), sink).text
+        sentences = [Sentence(text=clean, citations=sources.resolve(markers))
+                     for clean, markers in split_cited(text)]
+        if not sentences or sentences[0].text.lower().startswith("the sources do not"):
+            # No supporting sentence: the answer stands as its own sentence, uncited (the
+            # verifier checks it against the whole context).
+            sentences = [Sentence(text=f"The answer is {short}.")]
+        return Generated(sentences, short_answer=short)
 
     def _lines(self, question: str, sources: Sources, strict: bool,
                stream: TextSink | None = None) -> Generated:

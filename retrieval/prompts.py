@@ -94,6 +94,18 @@ ANSWER_LINES_EXAMPLE_OUTPUT = (
     "Ada Lovelace worked with Charles Babbage on the Analytical Engine [1][T1]."
 )
 
+# The short-first answer format (retrieval/generate.py, `answer_format = "short-first"`, the
+# default): first the short answer alone, asked as plainly as a hand-written RAG recipe asks
+# it, then, on the same prompt (its KV cache reused), the sentences that support it. On 20
+# HaluEval questions the one-call lines prompt refused 6 answers the plain prompt got right
+# (bench/README.md, qa_latency): a 0.5B model follows one instruction at a time best.
+SHORT_SYSTEM = "Answer the question using the numbered sources. Answer with a short phrase only."
+SHORT_USER = "Sources:\n{sources}\n\nQuestion: {question} Answer with a short phrase only."
+SUPPORT_USER = (
+    "Now write one or two short sentences from the sources that support this answer, each "
+    "ending with the number of the source it uses, like [1] or [2][T1]."
+)
+
 DIRECT_SYSTEM = (
     "You answer questions briefly and directly, in one or two short sentences. Return JSON "
     '{"answer": "..."}.'

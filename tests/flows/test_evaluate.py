@@ -20,6 +20,7 @@ from flows.components import Components
 from flows.evaluate import EvalMode, evaluate
 from flows.evaluation_report import EvaluationReport, parse_questions
 from flows.ingest import ingest_corpus
+from retrieval import prompts
 from tests.corpus import scripted_extraction, write_corpus
 from tests.retrieval.conftest import answer_json, kind_of, qa_responder
 
@@ -40,7 +41,12 @@ QUESTIONS = [
 
 
 def question_of(request: CompletionRequest) -> str:
-    return request.messages[-1]["content"].split("Question: ", 1)[1].split("\n", 1)[0]
+    """The question of an answer call (the short-first prompt ends its question line with
+    "Answer with a short phrase only.")."""
+    asking = next(m["content"] for m in reversed(request.messages) if "Question: " in
+                  m["content"])
+    line = asking.split("Question: ", 1)[1].split("\n", 1)[0]
+    return line.removesuffix(" Answer with a short phrase only.")
 
 
 def stand_in_answer(request: CompletionRequest) -> str:
@@ -78,7 +84,8 @@ def stand_in_model(monkeypatch: pytest.MonkeyPatch) -> ScriptedChatModel:
 
 def asked(fake: ScriptedChatModel, since: int = 0) -> list[str]:
     """The questions the answer calls since call `since` were about, in order."""
-    return [question_of(r) for r in fake.requests[since:] if kind_of(r) == "answer"]
+    return [question_of(r) for r in fake.requests[since:] if kind_of(r) == "answer"
+            and r.messages[-1]["content"] != prompts.SUPPORT_USER]
 
 
 def ingested(tmp_path: Path) -> Path:

@@ -145,6 +145,7 @@ def kind_of(request: CompletionRequest) -> str:
                          prompts.SUFFICIENCY_SYSTEM), ("router", prompts.ROUTER_SYSTEM),
                          ("answer", prompts.ANSWER_SYSTEM),
                          ("answer", prompts.ANSWER_LINES_SYSTEM),
+                         ("answer", prompts.SHORT_SYSTEM),
                          ("direct", prompts.DIRECT_SYSTEM),
                          ("grounding", prompts.GROUNDING_SYSTEM),
                          ("sure_candidates", prompts.SURE_CANDIDATES_SYSTEM),
@@ -161,20 +162,39 @@ Reply = Callable[[CompletionRequest], Any]
 
 def qa_responder(**replies: Any) -> Callable[[CompletionRequest], str]:
     """A scripted-model step answering each QA prompt kind with a fixed JSON value or a
-    callable(request) -> value; kinds not given fail the test loudly."""
+    callable(request) -> value; kinds not given fail the test loudly. An answer is given
+    in the format the request asks for: JSON, the lines format, or the two calls of the
+    short-first format (the value is asked for once, on the first call)."""
+    pending: list[str] = []  # the short-first answer's sentences, for its second call
 
     def respond(request: CompletionRequest) -> str:
         kind = kind_of(request)
         if kind not in replies:
             raise AssertionError(f"unexpected {kind} call: {request.messages[-1]['content']}")
+        if kind == "answer" and request.messages[-1]["content"] == prompts.SUPPORT_USER:
+            return pending.pop() if pending else ""
         value = replies[kind]
         value = value(request) if callable(value) else value
         text = value if isinstance(value, str) else json.dumps(value)
         if kind == "answer" and request.json_schema is None:
+            if request.messages[0]["content"].startswith(prompts.SHORT_SYSTEM):
+                short, sentences = split_answer_lines(answer_lines(text))
+                pending[:] = [sentences]
+                return short
             return answer_lines(text)
         return text
 
     return respond
+
+
+def split_answer_lines(text: str) -> tuple[str, str]:
+    """A lines-format answer -> (the short answer, the sentence lines): the two replies of
+    the short-first format. Without an "Answer:" line the first sentence's words stand in
+    for the short answer."""
+    lines = text.splitlines()
+    if lines and lines[0].startswith("Answer: "):
+        return lines[0].removeprefix("Answer: "), "\n".join(lines[1:])
+    return (lines[0] if lines else ""), "\n".join(lines)
 
 
 def answer_lines(answer: str) -> str:

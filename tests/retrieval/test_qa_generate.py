@@ -106,7 +106,7 @@ def test_a_missing_short_answer_falls_back_to_a_short_first_sentence() -> None:
     assert out.short_answer == "Warsaw"
 
 
-# --- the lines format (the default) ----------------------------------------------------
+# --- the lines format (one call) --------------------------------------------------------
 
 
 def lines(reply: str) -> ScriptedChatModel:
@@ -116,7 +116,7 @@ def lines(reply: str) -> ScriptedChatModel:
 def test_lines_answer_is_unconstrained_short_and_cites_inline() -> None:
     llm = lines("Answer: Warsaw\nMarie Curie was born in Warsaw [1][T1]. She married "
                 "Pierre Curie [2].")
-    out = AnswerGenerator(llm).generate("Where was Marie Curie born?", sources())
+    out = AnswerGenerator(llm, output="lines").generate("Where was Marie Curie born?", sources())
     request = llm.requests[0]
     assert request.json_schema is None and request.max_tokens is not None
     assert request.max_tokens <= 160
@@ -127,11 +127,46 @@ def test_lines_answer_is_unconstrained_short_and_cites_inline() -> None:
 
 def test_lines_answer_unknown_is_a_refusal() -> None:
     llm = lines("Answer: unknown\nThe sources do not say who her grandfather was.")
-    out = AnswerGenerator(llm).generate("Who was Marie Curie's grandfather?", sources())
+    out = AnswerGenerator(llm, output="lines").generate("Who was Marie Curie's grandfather?",
+                                                         sources())
     assert out.cannot_answer
     assert out.sentences[0].text.startswith("The sources do not say")
 
 
 def test_lines_answer_without_answer_line_keeps_its_sentences() -> None:
-    out = AnswerGenerator(lines("Warsaw [1].")).generate("Where?", sources())
+    out = AnswerGenerator(lines("Warsaw [1]."), output="lines").generate("Where?", sources())
     assert out.short_answer == "Warsaw" and out.sentences[0].citations == [BORN.chunk.id]
+
+
+# --- the short-first format (the default) ----------------------------------------------
+
+
+def test_short_first_asks_the_short_answer_alone_then_its_support_on_the_same_prompt(
+        ) -> None:
+    from core.llm.base import TextBuffer
+
+    llm = ScriptedChatModel(["Warsaw.", "Marie Curie was born in Warsaw [1][T1]."])
+    shown = TextBuffer()
+    out = AnswerGenerator(llm).generate("Where was Marie Curie born?", sources(), stream=shown)
+    first, second = llm.requests
+    assert first.max_tokens is not None and first.max_tokens <= 32
+    assert first.json_schema is None and second.json_schema is None
+    assert "Answer with a short phrase only." in first.messages[-1]["content"]
+    # The second call repeats the first's messages (the model's KV cache is reused) and
+    # adds the short answer and the request for support.
+    assert second.messages[:2] == first.messages
+    assert second.messages[2] == {"role": "assistant", "content": "Warsaw."}
+    assert out.short_answer == "Warsaw" and not out.cannot_answer
+    assert out.sentences[0].citations == [BORN.chunk.id, TRIPLE.id]
+    assert shown.text == "Answer: Warsaw\nMarie Curie was born in Warsaw [1][T1]."
+
+
+def test_short_first_refusal_is_one_call_and_no_support_keeps_the_answer() -> None:
+    llm = ScriptedChatModel(["The sources do not mention her grandfather."])
+    out = AnswerGenerator(llm).generate("Who was Marie Curie's grandfather?", sources())
+    assert out.cannot_answer and len(llm.requests) == 1
+    assert out.sentences[0].text.startswith("The sources do not say who")
+    llm = ScriptedChatModel(["Answer: Warsaw", ""])
+    out = AnswerGenerator(llm).generate("Where was Marie Curie born?", sources())
+    assert out.short_answer == "Warsaw" and out.sentences[0].text == "The answer is Warsaw."
+    assert out.sentences[0].citations == []  # the verifier checks it against everything

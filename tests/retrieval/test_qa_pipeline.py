@@ -46,7 +46,8 @@ def test_tog_answer_with_paths_citations_verdicts_and_cost(hand_graph: HandGraph
     assert a.sentences[0].verification.label == "supported"
     assert a.diagnosis == "ok" and [r.action for r in a.rounds] == ["answer"]
     assert a.steps and a.steps[0].kept[0].name == "Pierre Curie"
-    assert a.cost.llm_calls == fake.calls == 2  # answer + one grounding check
+    # the short answer, the sentences that support it, one grounding check
+    assert a.cost.llm_calls == fake.calls == 3
     assert a.cost.prompt_tokens > 0 and a.cost.seconds > 0
     data = a.to_json()
     assert {"answer", "sentences", "paths", "evidence", "cost"} <= set(data)
@@ -64,7 +65,8 @@ def test_rectify_loop_never_runs_more_than_max_rounds(hand_graph: HandGraph,
     a = qa.ask("Where was Marie Curie born?", mode="rag")
     assert [r.action for r in a.rounds] == ["answer", "regenerate", "re-retrieve"]
     assert all(r.diagnosis == "generation_error" for r in a.rounds)
-    answers = [r for r in fake.requests if kind_of(r) == "answer"]
+    answers = [r for r in fake.requests if kind_of(r) == "answer"
+               and r.messages[-1]["content"] != prompts.SUPPORT_USER]  # short-first: 2 each
     assert len(answers) == 3
     assert prompts.ANSWER_STRICT in answers[1].messages[0]["content"]
     assert a.sentences[0].verification.label == "unsupported"  # shown, and marked
