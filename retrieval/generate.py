@@ -312,8 +312,8 @@ class AnswerGenerator:
             if stream is not None:
                 stream.write(refusal(question))
             return refused(question, [])
-        follow = messages + [{"role": "assistant", "content": first.text.strip()},
-                             {"role": "user", "content": prompts.SUPPORT_USER}]
+        follow = [*messages, {"role": "assistant", "content": first.text.strip()},
+                  {"role": "user", "content": prompts.SUPPORT_USER}]
         sink = _AfterLine(stream, f"Answer: {short}\n") if stream is not None else None
         text = complete(self.llm, CompletionRequest.of(
             follow, max_tokens=min(self.max_tokens, LINES_MAX_TOKENS), temperature=0.0,
