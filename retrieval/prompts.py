@@ -102,8 +102,8 @@ ANSWER_LINES_EXAMPLE_OUTPUT = (
 SHORT_SYSTEM = "Answer the question using the numbered sources. Answer with a short phrase only."
 SHORT_USER = "Sources:\n{sources}\n\nQuestion: {question} Answer with a short phrase only."
 SUPPORT_USER = (
-    "Now write one or two short sentences from the sources that support this answer, each "
-    "ending with the number of the source it uses, like [1] or [2][T1]."
+    "Now write one short sentence from the sources that supports this answer, ending with "
+    "the number of the source it uses, like [1] or [2][T1]."
 )
 
 DIRECT_SYSTEM = (

@@ -134,8 +134,8 @@ def test_a_short_answer_request_gets_a_short_answer_on_the_real_model(
     assert not out.cannot_answer and "Warsaw" in out.short_answer
     assert len(out.short_answer.split()) <= 4
     # short-first: the answer alone, then the sentences that support it, cited.
-    assert model.usage.calls == 2 and model.usage.completion_tokens <= 32 + 160
-    assert out.sentences and out.sentences[0].citations == ["chk_w"]
+    assert model.usage.calls == 2 and model.usage.completion_tokens <= 32 + 64
+    assert any(s.citations == ["chk_w"] for s in out.sentences)
 
 
 def test_a_streamed_answer_arrives_in_pieces_and_equals_the_unstreamed_one(
