@@ -54,18 +54,20 @@ def print_answers(report: dict[str, Any]) -> None:
 def print_summary(report: dict[str, Any]) -> None:
     errors = any(s["errors"] for s in report["summary"].values())
     table = _table(f"{report['name']}: {report['questions']} questions", ["mode"],
-                   ["EM", "F1", "recall", "grounding", "calls/q", "tokens/q", "s/q",
+                   ["EM", "F1", "recall", "cite P", "grounding", "calls/q", "tokens/q", "s/q",
                     *(["errors"] if errors else [])])
     for mode, s in report["summary"].items():
         tokens = "-" if s["prompt_tokens"] is None else \
             f"{s['prompt_tokens']:.0f}+{s['completion_tokens']:.0f}"
         table.add_row(mode, _cell(s["em"], 3), _cell(s["f1"], 3),
-                      _cell(s["support_recall"], 3), _cell(s["grounding"], 3),
-                      _cell(s["llm_calls"], 1), tokens, _cell(s["seconds"], 1),
+                      _cell(s["support_recall"], 3), _cell(s.get("citation_precision"), 3),
+                      _cell(s["grounding"], 3), _cell(s["llm_calls"], 1), tokens,
+                      _cell(s["seconds"], 1),
                       *([str(s["errors"])] if errors else []))
     out.print(table)
     out.print("[dim]EM, F1: of the short answer; recall: share of the gold source files "
-              "the answer cites; grounding: the verifier's score of its weakest sentence; "
+              "the answer cites; cite P: share of the cited files that are gold sources; "
+              "grounding: the verifier's score of its weakest sentence; "
               "tokens: prompt+completion[/]")
     if report["resumed_answers"]:
         out.print(f"[dim]{report['resumed_answers']} answers resumed from the unfinished "

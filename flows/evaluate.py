@@ -268,12 +268,14 @@ def to_markdown(report: EvaluationReport) -> str:
     lines = [f"# Evaluation: {report.name}", "",
              f"{report.questions} questions from `{report.questions_file}`"
              + (f", {len(report.bad_lines)} bad lines" if report.bad_lines else "") + ".", "",
-             "| mode | EM | F1 | support recall | grounding | LLM calls/q | tokens/q | s/q |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| mode | EM | F1 | support recall | citation precision | grounding | LLM calls/q "
+             "| tokens/q | s/q |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for mode, s in report.summary.items():
         tokens = (s["prompt_tokens"] or 0) + (s["completion_tokens"] or 0)
         lines.append(f"| {mode} | {cell(s['em'])} | {cell(s['f1'])} | "
-                     f"{cell(s['support_recall'])} | {cell(s['grounding'])} | "
+                     f"{cell(s['support_recall'])} | {cell(s.get('citation_precision'))} | "
+                     f"{cell(s['grounding'])} | "
                      f"{cell(s['llm_calls'])} | {tokens:.0f} | {cell(s['seconds'])} |")
     lines += [f"- line {b.line}: {b.error}" for b in report.bad_lines]
     return "\n".join(lines)

@@ -134,6 +134,7 @@ class Row:
     em: float | None = None
     f1: float | None = None
     support_recall: float | None = None  # gold sources the answer cites
+    citation_precision: float | None = None  # cited sources that are gold sources
     retrieval_recall: float | None = None  # gold sources among the evidence it was given
     grounding: float | None = None  # the verifier's score of the weakest checked sentence
     supported: float | None = None  # share of checked sentences the verifier supported
@@ -152,6 +153,7 @@ class Row:
         self.em = max(exact_match(said, g) for g in q.answers) if q.answers else None
         self.f1 = round(max(f1(said, g) for g in q.answers), 4) if q.answers else None
         self.support_recall = source_recall(q.sources, self.cited_sources)
+        self.citation_precision = source_precision(q.sources, self.cited_sources)
         self.retrieval_recall = source_recall(q.sources, self.retrieved_sources)
         return self
 
@@ -166,6 +168,14 @@ def source_matches(gold: str, source: str) -> bool:
     its path ("samples/warsaw.md")."""
     gold, source = gold.replace("\\", "/"), source.replace("\\", "/")
     return source == gold or source.endswith("/" + gold)
+
+
+def source_precision(gold: Sequence[str], cited: Sequence[str]) -> float | None:
+    """Share of the cited sources that are gold sources (None without gold sources or
+    without citations): a document-level proxy for "the citation backs the sentence"."""
+    if not gold or not cited:
+        return None
+    return round(sum(any(source_matches(g, s) for g in gold) for s in cited) / len(cited), 4)
 
 
 def source_recall(gold: Sequence[str], found: Sequence[str]) -> float | None:
@@ -188,6 +198,7 @@ def summarise(rows: Sequence[Row]) -> dict[str, Any]:
         "questions": len(rows), "errors": len(rows) - len(ok),
         "em": mean(r.em for r in ok), "f1": mean(r.f1 for r in ok),
         "support_recall": mean(r.support_recall for r in ok),
+        "citation_precision": mean(r.citation_precision for r in ok),
         "retrieval_recall": mean(r.retrieval_recall for r in ok),
         "grounding": mean(r.grounding for r in ok),
         "supported": mean(r.supported for r in ok),

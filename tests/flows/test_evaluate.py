@@ -18,7 +18,12 @@ from core.llm.base import CompletionRequest
 from core.llm.testing import ScriptedChatModel
 from flows.components import Components
 from flows.evaluate import EvalMode, evaluate
-from flows.evaluation_report import EvaluationReport, parse_questions
+from flows.evaluation_report import (
+    EvaluationReport,
+    parse_questions,
+    source_precision,
+    source_recall,
+)
 from flows.ingest import ingest_corpus
 from retrieval import prompts
 from tests.corpus import scripted_extraction, write_corpus
@@ -125,7 +130,7 @@ def test_answers_are_scored_against_gold_answers_and_sources(
         curie, river, einstein = (rows[q["question"]] for q in QUESTIONS)
         assert (curie["short_answer"], curie["em"], curie["f1"]) == ("Warsaw", 1.0, 1.0)
         assert [Path(s).name for s in curie["cited_sources"]] == ["curie.txt"]
-        assert curie["support_recall"] == 1.0
+        assert curie["support_recall"] == 1.0 and curie["citation_precision"] == 1.0
         assert curie["grounding"] == 1.0 and curie["supported"] == 1.0
         assert curie["llm_calls"] >= 2 and curie["prompt_tokens"] > 0
         assert curie["seconds"] > 0
@@ -216,6 +221,15 @@ def test_malformed_lines_are_reported_with_their_number_and_reason() -> None:
         (3, "not a JSON object"), (4, 'no "question" (a non-empty string)'),
         (5, "unknown field 'gold'"), (6, '"answer" must be a string or a list of strings'),
         (7, "the same question as line 1")]
+
+
+def test_citation_precision_is_the_share_of_cited_files_that_are_gold() -> None:
+    gold = ["warsaw.md", "samples/marie-curie.md"]
+    cited = ["/data/samples/warsaw.md", "/data/samples/marie-curie.md", "/data/pierre-curie.md"]
+    assert source_precision(gold, cited) == round(2 / 3, 4)
+    assert source_recall(gold, cited) == 1.0
+    assert source_precision(gold, []) is None and source_precision([], cited) is None
+    assert source_precision(gold, ["/elsewhere/warsaw.md.bak"]) == 0.0
 
 
 def test_modes_name_an_ask_mode_and_optionally_a_retriever() -> None:
