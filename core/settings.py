@@ -252,6 +252,14 @@ class Settings(BaseSettings):
         default=92.0, ge=0, le=100, description="rapidfuzz token-sort score at which two "
         "entity names of one type merge."
     )
+    resolve_nearest: int = Field(
+        default=5, ge=0, le=100, description="Entity resolution: candidates per new entity "
+        "from the entity embedding index (its nearest names in the whole graph; 0: none)."
+    )
+    resolve_blocked: int = Field(
+        default=20, ge=0, le=500, description="Entity resolution: candidates per new entity "
+        "from the names that share a rare word with it, best rapidfuzz first (0: none)."
+    )
     resolve_embedding_threshold: float = Field(
         default=0.93, ge=0, le=1, description="Embedding cosine at which two entity names of "
         "one type merge."

@@ -27,6 +27,7 @@ from kg.resolve import (
     ChainResolver,
     EmbeddingResolver,
     FuzzyResolver,
+    NameBlocks,
     ResolvedFacts,
     apply_resolution,
 )
@@ -107,6 +108,7 @@ class GraphBuilder:
             FuzzyResolver(s.resolve_fuzzy_threshold),
             EmbeddingResolver(c.embedder.embed, s.resolve_embedding_threshold),
         ])
+        self.blocks: NameBlocks | None = None  # the graph's names, loaded on first use
 
     def usage(self) -> Usage:
         usage = getattr(self.c.llm, "usage", None)
@@ -134,13 +136,32 @@ class GraphBuilder:
             previous[ch.doc_id] = ch.text
         return out
 
-    def known_entities(self, new: Sequence[Entity], k: int = 3) -> list[Entity]:
-        """Entities already in the graph that new ones might be: same id or near names."""
+    def name_blocks(self) -> NameBlocks:
+        """Every entity name of the graph, blocked by word (read once per ingest run: the
+        run holds the writer lock, and `remember` adds what it writes)."""
+        if self.blocks is None:
+            self.blocks = NameBlocks()
+            self.blocks.add(self.c.graph.entity_names())
+        return self.blocks
+
+    def remember(self, entities: Sequence[Entity]) -> None:
+        self.name_blocks().add([(e.id, n) for e in entities for n in (e.name, *e.aliases)])
+
+    def known_entities(self, new: Sequence[Entity]) -> list[Entity]:
+        """Entities already in the graph that new ones might be, from the whole graph: the
+        same id, the embedding index's nearest names (paraphrases) and the names that
+        share a rare word (spelling variants; `NameBlocks`)."""
+        s = self.c.settings
         ids = {e.id for e in new}
         index = self.c.index(ENTITY_INDEX)
-        if len(index):
-            hits = index.search(self.c.embedder.embed([e.name for e in new]), k)
+        if len(index) and s.resolve_nearest:
+            hits = index.search(self.c.embedder.embed([e.name for e in new]),
+                                s.resolve_nearest)
             ids |= {h.id for row in hits for h in row}
+        if s.resolve_blocked:
+            blocks = self.name_blocks()
+            for e in new:
+                ids.update(blocks.candidates(e.name, s.resolve_blocked))
         return self.c.graph.get_entities(sorted(ids))
 
     def build(self, docs: Sequence[Document], chunks: Sequence[Chunk], s: IngestSummary,
@@ -181,6 +202,7 @@ class GraphBuilder:
         s.add_time("resolve", time.perf_counter() - t)
         t = time.perf_counter()
         write_facts(self.c, facts)
+        self.remember(facts.entities)
         s.add_time("write facts", time.perf_counter() - t)
         s.entities += len(facts.entities)
         s.relations_kept += len(facts.relations)

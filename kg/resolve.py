@@ -8,14 +8,26 @@ entity keeps the other spellings as aliases.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from core.models import Entity, Mention, Proposition, Relation, normalise_name
+
+# Letters NFKD does not split into a base letter and a mark.
+_FOLD = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ħ": "h", "\u0131": "i", "ß": "ss",
+                       "æ": "ae", "œ": "oe", "þ": "th"})
+
+
+def folded(name: str) -> str:
+    """`normalise_name` without diacritics ("Skłodowska" -> "sklodowska"): the key that
+    blocking and its ranking compare, so a spelling with or without accents meets."""
+    s = unicodedata.normalize("NFKD", normalise_name(name))
+    return "".join(ch for ch in s if not unicodedata.combining(ch)).translate(_FOLD)
 
 
 @dataclass
@@ -48,19 +60,22 @@ class FuzzyResolver:
         self.min_length = min_length  # short names ("UK", "MIT") merge only exactly
 
     def resolve(self, new: Sequence[Entity], known: Sequence[Entity]) -> Resolution:
+        """Each new entity merges into its best-scoring compatible name at or above the
+        threshold (known entities first on a tie), scored in rapidfuzz's C loop."""
         res = Resolution()
         pool = list(known)
+        names = [normalise_name(k.name) for k in pool]
         for e in new:
             name = normalise_name(e.name)
-            if len(name) >= self.min_length:
-                for k in pool:
-                    if k.id == e.id or not _compatible(e, k):
-                        continue
-                    if fuzz.token_sort_ratio(name, normalise_name(k.name)) >= self.threshold:
-                        res.canonical[e.id] = k.id
+            if len(name) >= self.min_length and pool and e.id not in {k.id for k in pool}:
+                for _, _, j in process.extract(name, names, scorer=fuzz.token_sort_ratio,
+                                               score_cutoff=self.threshold, limit=None):
+                    if pool[j].id != e.id and _compatible(e, pool[j]):
+                        res.canonical[e.id] = pool[j].id
                         break
             if e.id not in res.canonical:
                 pool.append(e)
+                names.append(name)
         return res
 
 
@@ -92,6 +107,58 @@ class EmbeddingResolver:
                 pool.append(e)
                 vec_pool = np.vstack([vec_pool, vec_new[i:i + 1]])
         return res
+
+
+class NameBlocks:
+    """Blocking for resolution against the whole graph: an inverted index from name words
+    to entity ids, so a new name is compared only with the names that share a rare word.
+
+    The embedding index finds paraphrases ("United States" / "USA") among its k nearest
+    names; blocking finds the spelling variants it ranks lower in a big graph ("Marie
+    Sklodowska-Curie" / "Marie Curie"). A word carried by more than `max_block` names
+    ("university", "river") is too common to block on and is skipped; the candidates of a
+    name are ranked by rapidfuzz and the best `limit` kept. Memory: one entry per word of
+    each name (about 3 per entity).
+    """
+
+    def __init__(self, max_block: int = 500, min_word: int = 3) -> None:
+        self.max_block = max_block
+        self.min_word = min_word
+        self.names: dict[str, set[str]] = {}
+        self.blocks: dict[str, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def words(self, name: str) -> set[str]:
+        return {w for w in folded(name).split() if len(w) >= self.min_word}
+
+    def add(self, names: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
+        """Index (entity id, name) pairs; an alias is added as another name of its id."""
+        for id_, name in (names.items() if isinstance(names, Mapping) else names):
+            key = folded(name)
+            if not key:
+                continue
+            self.names.setdefault(id_, set()).add(key)
+            for w in self.words(name):
+                self.blocks.setdefault(w, set()).add(id_)
+
+    def candidates(self, name: str, limit: int = 20) -> list[str]:
+        """Ids whose name shares a rare word with `name`, most similar first."""
+        ids: set[str] = set()
+        for w in self.words(name):
+            block = self.blocks.get(w)
+            if block is not None and len(block) <= self.max_block:
+                ids |= block
+        if not ids:
+            return []
+        pairs = [(i, n) for i in sorted(ids) for n in self.names[i]]
+        scores = process.cdist([folded(name)], [n for _, n in pairs],
+                               scorer=fuzz.token_set_ratio)[0]
+        best: dict[str, float] = {}
+        for (id_, _), score in zip(pairs, scores, strict=True):
+            best[id_] = max(best.get(id_, 0.0), float(score))
+        return sorted(best, key=lambda i: (-best[i], i))[:limit]
 
 
 class ChainResolver:

@@ -14,6 +14,7 @@ from kg.resolve import (
     ChainResolver,
     EmbeddingResolver,
     FuzzyResolver,
+    NameBlocks,
     apply_resolution,
 )
 
@@ -64,6 +65,32 @@ def test_fuzzy_resolver_merges_spelling_variants_within_type_only() -> None:
     res = FuzzyResolver().resolve(new, known)
     assert res.of(new[0].id) == known[0].id
     assert res.of(entity_id("UK")) == entity_id("UK")
+
+
+def test_fuzzy_resolver_takes_the_best_name_not_the_first_above_the_threshold() -> None:
+    known = [ent("Marie Sklodowska Curie Institute"), ent("Marie Sklodowska Curie")]
+    new = [ent("Marie Skłodowska Curie"), ent("Marie Sklodowska-Curie")]
+    res = FuzzyResolver(threshold=70).resolve(new, known)
+    assert res.of(new[0].id) == known[1].id
+    assert res.of(new[1].id) == new[1].id  # the same id as a known one: nothing to merge
+
+
+def test_name_blocks_find_variants_by_a_rare_shared_word_and_skip_common_words() -> None:
+    blocks = NameBlocks(max_block=3)
+    blocks.add({entity_id(n): n for n in (
+        "Marie Skłodowska-Curie", "Pierre Curie", "Curie Institute", "Warsaw University",
+        "Harvard University", "Oxford University", "Marie Antoinette")})
+    blocks.add([(entity_id("Marie Skłodowska-Curie"), "Madame Curie")])  # an alias
+    found = blocks.candidates("Marie Sklodowska Curie", limit=10)
+    assert found[0] == entity_id("Marie Skłodowska-Curie")  # 'sklodowska' after folding
+    assert entity_id("Pierre Curie") in found
+    # "university" is carried by 3 names (not more than max_block): still a block ...
+    assert entity_id("Oxford University") in blocks.candidates("University of Oxford")
+    blocks.add({entity_id("Yale University"): "Yale University"})
+    # ... with a fourth it is too common to block on; "oxford" still is
+    assert blocks.candidates("University of Oxford") == [entity_id("Oxford University")]
+    assert blocks.candidates("Madame X", limit=1) == [entity_id("Marie Skłodowska-Curie")]
+    assert blocks.candidates("of the") == [] and len(blocks) == 8
 
 
 def test_embedding_resolver_merges_paraphrased_names(
