@@ -4,6 +4,17 @@ A family behind one interface (as neo4j-graphrag's resolvers): exact (normalised
 already the entity id), fuzzy (rapidfuzz, within a type) and semantic (embedding cosine
 within a type). Merges are id rewrites, so applying them is idempotent, and the merged
 entity keeps the other spellings as aliases.
+
+Against the whole graph: the resolvers compare new names with candidates, and ingest
+(`flows.graph_build`) draws them from every entity of the graph, not a window: the entity
+embedding index's nearest names (paraphrases) and `NameBlocks`, the names that share a rare
+word (spelling variants). bench/resolve_bench.py measures both at growing graph sizes.
+
+Why the type is not part of the id (`core.models.entity_id`): a type comes from a small
+model or from spaCy, and the same name gets several (of the names found in two or more
+Wikipedia lead sections, spaCy labels about one in six with two or more types; see the
+bench), so a typed id would split one entity into several. Types still keep two names
+apart when the resolvers compare them (`_compatible`).
 """
 
 from __future__ import annotations
