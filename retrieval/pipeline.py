@@ -319,7 +319,8 @@ class QuestionAnsweringPipeline:
         d = attempt.diagnosis
         note = "; ".join(x for x in (attempt.retrieved.note, d.note) if x)
         return Round(index=index, action=action, diagnosis=d.label,
-                     relevance=round(d.relevance, 4), support=round(d.support, 4), note=note)
+                     relevance=round(d.relevance, 4), support=round(d.support, 4), note=note,
+                     short_answer=attempt.generated.short_answer)
 
     # ------------------------------------------------------------------ retrieval
 

@@ -77,6 +77,7 @@ def test_the_answer_streams_before_verification_and_each_round_starts_over(
     assert len(shown.pieces) > 2 * 2  # piece by piece, not an answer at a time
     assert "".join(shown.pieces) == FIRST + SECOND
     assert [r.action for r in answer.rounds] == ["answer", "regenerate"]
+    assert [r.short_answer for r in answer.rounds] == ["Paris", "Warsaw"]  # each round's
     assert answer.answer == "Marie Curie was born in Warsaw."
     assert answer.sentences[0].verification.label == "supported"
     assert answer.cost.llm_calls == 2  # streaming counted each call once
