@@ -295,8 +295,8 @@ def main() -> None:
     rng = random.Random(args.seed)
     rng.shuffle(everyone)
     held_out, pool = everyone[:args.queries], everyone[args.queries:]
-    sizes = [len(pool) if s == "all" else min(int(s), len(pool))
-             for s in args.sizes.split(",")]
+    sizes = sorted({len(pool) if s == "all" else min(int(s), len(pool))
+                    for s in args.sizes.split(",")})  # a size past the pool is the pool
     # the variants come from the smallest graph, so every size holds their originals
     queries = make_queries(pool[:min(sizes)], held_out, args.queries, args.seed)
     emb = embedder()
