@@ -116,6 +116,19 @@ def auroc(scores: list[float], labels: list[int]) -> float:
     return wins / (len(pos) * len(neg))
 
 
+def citation_scores(answer: Any, gold_docs: set[str]) -> tuple[float | None, float | None]:
+    """Citations (narrowed by the verifier to the evidence that supports each sentence):
+    precision = share of the cited chunks that come from the question's gold paragraphs
+    (independent of the checker); recall = share of the checked sentences that cite at
+    least one source. None where there is nothing to count."""
+    doc_of = {e.id: e.doc_id for e in answer.evidence}
+    checked = [s for s in answer.sentences if s.verification.label != "unverified"]
+    cited = [c for s in checked for c in s.citations if c in doc_of]
+    precision = sum(doc_of[c] in gold_docs for c in cited) / len(cited) if cited else None
+    recall = sum(bool(s.citations) for s in checked) / len(checked) if checked else None
+    return precision, recall
+
+
 # --------------------------------------------------------------------------- runs
 
 
@@ -172,9 +185,7 @@ def run_qa(records: list[dict[str, str]], sample: list[int], gold: dict[int, lis
                 said = answer.short_answer or answer.answer
                 gold_docs = {document_id(k) for k in gold[i]}
                 found = {e.doc_id for e in answer.evidence}
-                doc_of = {e.id: e.doc_id for e in answer.evidence}
-                checked = [s for s in answer.sentences if s.verification.label != "unverified"]
-                cited = [c for s in checked for c in s.citations if c in doc_of]
+                precision, recall = citation_scores(answer, gold_docs)
                 rows.append({
                     "index": i, "question": r["question"], "gold": r["right_answer"],
                     "answer": answer.answer, "short_answer": answer.short_answer,
@@ -183,14 +194,7 @@ def run_qa(records: list[dict[str, str]], sample: list[int], gold: dict[int, lis
                     "f1": f1(said, r["right_answer"]),
                     "contains": contains(said, r["right_answer"]),
                     "support_recall": len(gold_docs & found) / len(gold_docs),
-                    # Citations (narrowed by the verifier to the evidence that supports each
-                    # sentence): precision = share of cited chunks from the question's gold
-                    # paragraphs (independent of the checker); recall = share of checked
-                    # sentences citing at least one source.
-                    "citation_precision": (sum(doc_of[c] in gold_docs for c in cited)
-                                           / len(cited)) if cited else None,
-                    "citation_recall": (sum(bool(s.citations) for s in checked)
-                                        / len(checked)) if checked else None,
+                    "citation_precision": precision, "citation_recall": recall,
                     "evidence": len(answer.evidence), "paths": len(answer.paths),
                     "cannot_answer": answer.cannot_answer, "support": answer.support,
                     "diagnosis": answer.diagnosis, "rounds": len(answer.rounds),

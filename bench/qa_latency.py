@@ -18,7 +18,9 @@ ingested once without extraction (bench/.cache/qa-latency/, its own data dir). S
 `right_answer`; F1 of the first round's short answer (before any rectify round); whether the
 gold answer occurs in the passages the model read (a retrieval miss or a generation one);
 per kgrag mode, its F1 minus the recipe's, paired by question, with a 95% bootstrap
-interval. Per question and mode: seconds, LLM calls, prompt and completion tokens,
+interval; kgrag's citation precision (share of the chunks its sentences cite that come
+from the question's own paragraphs) and recall (share of checked sentences citing any).
+Per question and mode: seconds, LLM calls, prompt and completion tokens,
 and kgrag's stage timings (core.timing), appended to a log as they finish, so a cut-off
 run resumes where it stopped.
 
@@ -41,7 +43,13 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from bench.qa_bench import build_corpus, configure, f1, halueval_qa  # noqa: E402
+from bench.qa_bench import (  # noqa: E402
+    build_corpus,
+    citation_scores,
+    configure,
+    f1,
+    halueval_qa,
+)
 
 DATA = REPO / "bench" / ".cache" / "qa-latency"
 OUT = REPO / "bench" / "out"
@@ -70,15 +78,19 @@ def plain_answer(c: Any, llm: Any, question: str, k: int = 5) -> dict[str, Any]:
             "completion_tokens": reply.completion_tokens, "timings": {}}
 
 
-def kgrag_answer(pipeline: Any, question: str, mode: str) -> dict[str, Any]:
+def kgrag_answer(pipeline: Any, question: str, mode: str, gold_docs: set[str]
+                 ) -> dict[str, Any]:
     start = time.perf_counter()
     answer = pipeline.ask(question, mode)
+    seconds = time.perf_counter() - start
     rounds = answer.rounds
+    precision, recall = citation_scores(answer, gold_docs)
     return {"answer": answer.short_answer or answer.answer, "sentences": answer.answer,
             "first_round_answer": rounds[0].short_answer if rounds else "",
             "rounds": [f"{r.action}: {r.diagnosis}" for r in rounds],
             "context": [e.text for e in answer.evidence],
-            "seconds": time.perf_counter() - start, "llm_calls": answer.cost.llm_calls,
+            "citation_precision": precision, "citation_recall": recall,
+            "seconds": seconds, "llm_calls": answer.cost.llm_calls,
             "prompt_tokens": answer.cost.prompt_tokens,
             "completion_tokens": answer.cost.completion_tokens,
             "timings": answer.cost.timings, "route": answer.mode}
@@ -129,6 +141,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                                                     for r in mine), 3),
             "gold_in_context": round(statistics.mean(bool(r.get("gold_in_context"))
                                                      for r in mine), 3),
+            **{k: round(statistics.mean(v), 3) if v else None for k, v in (
+                (key, [r[key] for r in mine if r.get(key) is not None])
+                for key in ("citation_precision", "citation_recall"))},
             "stage_seconds_mean": {k: round(v, 3) for k, v in
                                    sorted(stages.items(), key=lambda kv: -kv[1])},
         }
@@ -192,12 +207,13 @@ def main() -> None:
     picked = rng.sample(range(len(records)), args.n + args.distractors)
     sample, distractors = picked[: args.n], picked[args.n:]
     corpus = DATA / f"corpus-{args.seed}-{args.n}-{args.distractors}.jsonl"
-    build_corpus(records, sample, distractors, corpus)
+    gold = build_corpus(records, sample, distractors, corpus)
 
     from core.settings import get_settings
     from flows.components import Components
     from flows.ingest import ingest_corpus
     from flows.qa import build_pipeline
+    from ingest.documents import document_id
 
     settings = get_settings()
     t = time.perf_counter()
@@ -232,7 +248,8 @@ def main() -> None:
                 if (mode, i) in done:
                     continue
                 got = (plain_answer(c, plain_llm, r["question"]) if mode == "plain"
-                       else kgrag_answer(pipeline, r["question"], mode))
+                       else kgrag_answer(pipeline, r["question"], mode,
+                                         {document_id(k) for k in gold[i]}))
                 context = got.pop("context")
                 row = {"mode": mode, "index": i, "question": r["question"],
                        "gold": r["right_answer"], **got,
@@ -261,6 +278,9 @@ def main() -> None:
             d = s["f1_minus_plain"]
             print(f"  {mode} - plain F1 {d['mean']:+.3f} (95% CI {d['ci95'][0]:+.3f} to "
                   f"{d['ci95'][1]:+.3f}), wins {d['wins']}, losses {d['losses']}")
+        if s.get("citation_precision") is not None:
+            print(f"  {mode} citations: precision {s['citation_precision']:.3f} (cited chunks "
+                  f"from the gold paragraphs), recall {s['citation_recall']}")
     for mode, s in summary.items():
         if s["stage_seconds_mean"]:
             print(f"  {mode} stages (mean s): " + ", ".join(
