@@ -13,8 +13,8 @@ word (spelling variants). bench/resolve_bench.py measures both at growing graph 
 Why the type is not part of the id (`core.models.entity_id`): a type comes from a small
 model or from spaCy, and the same name gets several (of the 5,625 names spaCy finds in two
 or more of the 10,033 Wikipedia lead sections, it labels 24% with two or more types; see
-bench/resolve_bench.py), so a typed id would split one entity into several. Types still keep two names
-apart when the resolvers compare them (`_compatible`).
+bench/resolve_bench.py), so a typed id would split one entity into several. Types still
+keep two names apart when the resolvers compare them (`_compatible`).
 """
 
 from __future__ import annotations
