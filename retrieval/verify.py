@@ -331,6 +331,10 @@ class GroundingVerifier:
                            checked=checked)
         ranked = sorted(scores.items(), key=lambda kv: -kv[1])
         score = ranked[0][1]
+        # The cited facts read together count only when no source backs the sentence
+        # alone (a multi-hop path): else the join would cite facts that add nothing.
+        if any(len(ids) == 1 and s >= self.threshold for ids, s in ranked):
+            ranked = [(ids, s) for ids, s in ranked if len(ids) == 1]
         supporting: list[str] = []
         for ids, s in ranked:
             if s < self.threshold or len(supporting) >= self.max_citations:

@@ -95,6 +95,53 @@ def test_uncited_sentence_is_checked_against_all_evidence_and_refusals_are_not(
     assert refusal[0].verification.label == "unverified"
 
 
+class StandInChecker:
+    """A grounding checker stand-in with fixed scores per evidence piece (the real
+    checkers are tested above and in test_checker.py): what is under test is which
+    sources the verifier cites from those scores."""
+
+    name = "stand-in"
+    exhaustive = False
+    piece_words = 200
+
+    def __init__(self, scores: dict[str, float]) -> None:
+        self.table = scores
+
+    def scores(self, claim: str, pieces: list[str], question: str = "") -> list[float]:
+        return [self.table.get(p, 0.0) for p in pieces]
+
+
+STUDIED = Triple(subject="Marie Curie", predicate="studied at", object="University of Paris",
+                 subject_id="e1", object_id="e3", chunk_id=BIO.chunk.id)
+DIRECTED = Triple(subject="Irene Joliot-Curie", predicate="directed",
+                  object="Radium Institute", subject_id="e4", object_id="e5",
+                  chunk_id=BIO.chunk.id)
+TWO_FACTS = Sources.number([], [STUDIED, DIRECTED])
+JOINED = f"{STUDIED.text()}. {DIRECTED.text()}."
+
+
+def test_a_sentence_cites_only_the_facts_that_back_it() -> None:
+    # One cited fact backs the sentence alone: the two facts read together score higher
+    # still, but the sentence cites only the fact that backs it, not the one along for
+    # the ride.
+    checker = StandInChecker({f"{STUDIED.text()}.": 0.2, f"{DIRECTED.text()}.": 0.8,
+                              JOINED: 0.9})
+    out = GroundingVerifier(checker, threshold=0.5).verify(
+        [cite("Her daughter directed the Radium Institute.", STUDIED.id, DIRECTED.id)],
+        TWO_FACTS)
+    assert out[0].verification.label == "supported"
+    assert out[0].citations == [DIRECTED.id]
+    assert out[0].verification.score == 0.9  # the sentence's support is still its best
+
+    # A multi-hop sentence that only the two facts together back cites both.
+    checker = StandInChecker({f"{STUDIED.text()}.": 0.3, f"{DIRECTED.text()}.": 0.3,
+                              JOINED: 0.7})
+    out = GroundingVerifier(checker, threshold=0.5).verify(
+        [cite("A Paris graduate's daughter directed an institute.", STUDIED.id,
+              DIRECTED.id)], TWO_FACTS)
+    assert out[0].citations == [STUDIED.id, DIRECTED.id]
+
+
 @pytest.fixture
 def diagnoser(embedder: SentenceTransformerEmbedder) -> Diagnoser:
     return Diagnoser(embedder, relevance_threshold=0.3)
