@@ -77,6 +77,25 @@ def test_rectify_loop_never_runs_more_than_max_rounds(hand_graph: HandGraph,
     assert len(a0.rounds) == 1
 
 
+def test_a_rewrite_that_verifies_no_better_keeps_the_first_answer(hand_graph: HandGraph,
+                                                                  tmp_path: Path) -> None:
+    # Both rounds are unsupported alike: the strict rewrite (a sentence as its short
+    # answer) does not replace the first round's answer.
+    def answer(request: CompletionRequest) -> str:
+        if prompts.ANSWER_STRICT in request.messages[0]["content"]:
+            return answer_json(("Marie Curie was born in a city.", ["1"]),
+                               short_answer="Marie Curie was born in a city")
+        return answer_json(("Marie Curie was born in Berlin.", ["1"]), short_answer="Berlin")
+
+    fake = ScriptedChatModel(default=qa_responder(answer=answer,
+                                                  grounding={"supported": False}))
+    a = pipeline(hand_graph, tmp_path, fake, verify_max_rounds=1).ask(
+        "Where was Marie Curie born?", mode="rag")
+    assert [r.action for r in a.rounds] == ["answer", "regenerate"]
+    assert [r.short_answer for r in a.rounds] == ["Berlin", "Marie Curie was born in a city"]
+    assert a.short_answer == "Berlin"
+
+
 def test_retrieval_errors_re_retrieve_wider_and_stay_bounded(hand_graph: HandGraph,
                                                              tmp_path: Path) -> None:
     seen: list[int] = []
