@@ -35,6 +35,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 # The answer metrics are kgrag's own (`kgrag evaluate` scores the same way); re-exported
 # for the benchmarks that import them from here.
 from retrieval.scoring import contains, exact_match, f1
@@ -114,6 +116,13 @@ def auroc(scores: list[float], labels: list[int]) -> float:
         return float("nan")
     wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
     return wins / (len(pos) * len(neg))
+
+
+def bootstrap(diff: np.ndarray, rounds: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of the mean of paired differences."""
+    rng = np.random.default_rng(seed)
+    means = rng.choice(diff, size=(rounds, len(diff)), replace=True).mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def citation_scores(answer: Any, gold_docs: set[str]) -> tuple[float | None, float | None]:

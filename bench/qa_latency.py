@@ -42,15 +42,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from bench.qa_bench import (  # noqa: E402
+    bootstrap,
     build_corpus,
     citation_scores,
     configure,
     f1,
     halueval_qa,
 )
+from retrieval.scoring import contains  # noqa: E402
 
 DATA = REPO / "bench" / ".cache" / "qa-latency"
 OUT = REPO / "bench" / "out"
@@ -97,21 +101,10 @@ def kgrag_answer(pipeline: Any, question: str, mode: str, gold_docs: set[str]
             "timings": answer.cost.timings, "route": answer.mode}
 
 
-def contains(texts: list[str], gold: str) -> bool:
-    """Whether the gold answer occurs in the context (case and spacing folded): a question
-    whose context lacks it is a retrieval miss, not a generation one."""
-    want = " ".join(gold.lower().split())
-    return bool(want) and any(want in " ".join(t.lower().split()) for t in texts)
-
-
-def paired_bootstrap(a: list[float], b: list[float], samples: int = 10000, seed: int = 0
-                     ) -> tuple[float, float, float]:
-    """Mean of a - b over paired questions and its 95% bootstrap interval."""
-    rng = random.Random(seed)
-    diffs = [x - y for x, y in zip(a, b, strict=True)]
-    means = sorted(statistics.fmean(rng.choices(diffs, k=len(diffs))) for _ in range(samples))
-    return (round(statistics.fmean(diffs), 3), round(means[int(0.025 * samples)], 3),
-            round(means[int(0.975 * samples)], 3))
+def mean_of(rows: list[dict[str, Any]], key: str) -> float | None:
+    """Mean of `key` over the rows that have it (None: none has)."""
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return round(statistics.mean(values), 3) if values else None
 
 
 def p90(values: list[float]) -> float:
@@ -142,9 +135,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                                                     for r in mine), 3),
             "gold_in_context": round(statistics.mean(bool(r.get("gold_in_context"))
                                                      for r in mine), 3),
-            **{k: round(statistics.mean(v), 3) if v else None for k, v in (
-                (key, [r[key] for r in mine if r.get(key) is not None])
-                for key in ("citation_precision", "citation_recall"))},
+            "citation_precision": mean_of(mine, "citation_precision"),
+            "citation_recall": mean_of(mine, "citation_recall"),
             "stage_seconds_mean": {k: round(v, 3) for k, v in
                                    sorted(stages.items(), key=lambda kv: -kv[1])},
         }
@@ -156,8 +148,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         pairs = [(r["f1"], base[r["index"]]) for r in rows
                  if r["mode"] == mode and r["index"] in base]
         if mode != "plain" and pairs:
-            mean, low, high = paired_bootstrap([p[0] for p in pairs], [p[1] for p in pairs])
-            row["f1_minus_plain"] = {"mean": mean, "ci95": [low, high],
+            diff = np.array([x - y for x, y in pairs])
+            low, high = bootstrap(diff)
+            row["f1_minus_plain"] = {"mean": round(float(diff.mean()), 3),
+                                     "ci95": [round(low, 3), round(high, 3)],
                                      "wins": sum(x > y for x, y in pairs),
                                      "losses": sum(x < y for x, y in pairs)}
     return out
@@ -257,7 +251,8 @@ def main() -> None:
                 context = got.pop("context")
                 row = {"mode": mode, "index": i, "question": r["question"],
                        "gold": r["right_answer"], **got,
-                       "gold_in_context": contains(context, r["right_answer"]),
+                       # the gold answer in what the model read: else a retrieval miss
+                       "gold_in_context": any(contains(t, r["right_answer"]) for t in context),
                        "f1": f1(got["answer"], r["right_answer"])}
                 if got.get("first_round_answer"):
                     row["f1_first_round"] = f1(got["first_round_answer"], r["right_answer"])

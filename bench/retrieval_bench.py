@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from qa_bench import (
     CACHE,
     OUT,
+    bootstrap,
     build_corpus,
     exact_match,
     f1,
@@ -117,13 +118,6 @@ def ingest(corpus: Path) -> dict[str, Any]:
 
 def recall(found_docs: list[str], gold_docs: set[str], k: int) -> float:
     return len(set(found_docs[:k]) & gold_docs) / len(gold_docs)
-
-
-def bootstrap(diff: np.ndarray, rounds: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% interval of the mean of paired differences."""
-    rng = np.random.default_rng(seed)
-    means = rng.choice(diff, size=(rounds, len(diff)), replace=True).mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def run_retrieval(c: Any, retriever: Any, records: list[dict[str, str]], sample: list[int],
