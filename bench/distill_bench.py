@@ -75,7 +75,8 @@ def table(s: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, default=6, help="Wikipedia leads (one chunk each).")
     ap.add_argument("--variant", default="0.5b", choices=sorted(SPECS), help="Teacher GGUF.")
     ap.add_argument("--max-propositions", type=int, default=3)

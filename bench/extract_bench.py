@@ -533,7 +533,8 @@ def run_to_json(run: RecordRun) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100, help="even-index records to score")
     parser.add_argument("--variant", choices=sorted(SPECS), default="0.5b")
     parser.add_argument("--threads", type=int, default=1,

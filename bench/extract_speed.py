@@ -253,7 +253,8 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--webnlg", type=int, default=20, help="WebNLG even records")
     parser.add_argument("--wiki", type=int, default=10, help="full-size Wikipedia chunks")
     parser.add_argument("--slow", type=int, default=3,

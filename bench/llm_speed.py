@@ -158,7 +158,8 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", choices=sorted(SPECS), default="0.5b")
     parser.add_argument("--rounds", type=int, default=2, help="passes over the texts")
     parser.add_argument("--max-tokens", type=int, default=200)

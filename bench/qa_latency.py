@@ -181,7 +181,8 @@ def plot(summary: dict[str, dict[str, Any]], path: Path, title: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=20, help="questions")
     parser.add_argument("--distractors", type=int, default=40,
                         help="other questions' paragraphs added to the corpus")

@@ -224,7 +224,8 @@ def plot(summary: dict[str, Any], results: list[dict[str, Any]], path: Path) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, help="only the first N questions")
     parser.add_argument("--threads", type=int, help="llama.cpp threads (default: setting)")
     parser.add_argument("--reingest", action="store_true", help="run the ingest again")
