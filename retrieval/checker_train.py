@@ -266,6 +266,33 @@ def fit_logistic(x: np.ndarray, y: Sequence[int], l2: float = 1.0, iterations: i
     return beta[:-1], float(beta[-1])
 
 
+#: The sign each calibration feature's weight must have: a higher cross-encoder logit never
+#: makes a claim less supported, and words the evidence never mentions never make it more.
+FEATURE_SIGNS = (1, -1, -1)
+
+
+def fit_monotone(x: np.ndarray, y: Sequence[int], signs: Sequence[int], l2: float = 1.0
+                 ) -> tuple[np.ndarray, float]:
+    """`fit_logistic`, then, while a weight has the wrong sign, that feature is dropped
+    (weight 0) and the rest refit. Unconstrained, the fit on dialogue and wiki pairs gave
+    the share of novel words a positive weight: a short claim with one new word ("The
+    answer is Paris.") then scored above the same claim the evidence states."""
+    features = np.asarray(x, dtype=np.float64)
+    keep = list(range(features.shape[1]))
+    while True:
+        w, bias = fit_logistic(features[:, keep], y, l2=l2)
+        wrong = [k for k, wk in zip(keep, w, strict=True) if wk * signs[k] < 0]
+        if not wrong:
+            out = np.zeros(features.shape[1])
+            out[keep] = w
+            return out, bias
+        worst = min(wrong, key=lambda k: float(w[keep.index(k)] * signs[k]))
+        keep.remove(worst)
+        if not keep:
+            return np.zeros(features.shape[1]), float(np.log(
+                (np.mean(y) + 1e-9) / (1 - np.mean(y) + 1e-9)))
+
+
 def validate(directory: Path, pairs: Sequence[ClaimPair], info: CheckerInfo, device: str
              ) -> None:
     """On held-out pairs of the training sources: fit the calibration (cross-encoder logit
@@ -279,11 +306,12 @@ def validate(directory: Path, pairs: Sequence[ClaimPair], info: CheckerInfo, dev
     logits = checker.logits(claims, texts)
     lexical = lexical_features(claims, texts, [p.context for p in pairs])
     labels = [p.label for p in pairs]
-    weights, bias = fit_logistic(np.column_stack([logits, lexical]), labels)
+    weights, bias = fit_monotone(np.column_stack([logits, lexical]), labels, FEATURE_SIGNS)
     info.calibration = {
         "features": list(FEATURES), "weights": [round(float(w), 5) for w in weights],
         "bias": round(bias, 5),
-        "rule": "logistic regression (L2 1.0) on the held-out pairs of the training sources"}
+        "rule": "logistic regression (L2 1.0) on the held-out pairs of the training sources; "
+                "a feature whose weight comes out with the wrong sign is left out"}
     combined = calibrated(logits, lexical, info.calibration)
     threshold, acc = best_threshold(combined.tolist(), labels)
     info.threshold_logit = round(threshold, 4)

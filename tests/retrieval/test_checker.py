@@ -240,6 +240,24 @@ def test_logistic_fit_finds_the_informative_feature() -> None:
     assert weights[0] > 1.0 and abs(weights[1]) < 0.5
 
 
+def test_calibration_drops_a_feature_whose_weight_has_the_wrong_sign() -> None:
+    import numpy as np
+
+    from retrieval.checker_train import fit_logistic, fit_monotone
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, 3))
+    # Feature 2 is meant to count against support, but in this sample it goes with it.
+    y = (x[:, 0] - x[:, 1] + 0.8 * x[:, 2] + 0.3 * rng.normal(size=400) > 0).astype(int)
+    free, _ = fit_logistic(x, y.tolist())
+    assert free[2] > 0
+    weights, _ = fit_monotone(x, y.tolist(), signs=(1, -1, -1))
+    assert weights[2] == 0.0 and weights[0] > 1.0 and weights[1] < -1.0
+    # Nothing to drop: the same weights as the free fit.
+    same, _ = fit_monotone(x, y.tolist(), signs=(1, -1, 1))
+    assert np.allclose(same, free)
+
+
 def test_calibration_is_fitted_on_held_out_pairs_and_the_question_is_context(
         trained: CrossEncoderGroundingChecker, tmp_path: Path) -> None:
     import shutil
