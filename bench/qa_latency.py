@@ -26,6 +26,8 @@ and kgrag's stage timings (core.timing), appended to a log as they finish, so a 
 run resumes where it stopped.
 
     python bench/qa_latency.py --n 20 --distractors 40     # ~15-25 min on 2 cores
+    python bench/qa_latency.py --n 60 --seed 11            # another sample, its own corpus
+    python bench/qa_latency.py --n 60 --pool               # all seeds run so far, together
 
 Prints a table; writes bench/out/qa_latency.json and bench/out/qa_latency.png.
 """
@@ -143,10 +145,11 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     plain = out.get("plain", {}).get("seconds_median")
     for row in out.values():
         row["x_plain_median"] = round(row["seconds_median"] / plain, 2) if plain else None
-    base = {r["index"]: r["f1"] for r in rows if r["mode"] == "plain"}
+    # Paired by question; a pooled summary has several samples, hence the seed.
+    base = {(r.get("seed"), r["index"]): r["f1"] for r in rows if r["mode"] == "plain"}
     for mode, row in out.items():
-        pairs = [(r["f1"], base[r["index"]]) for r in rows
-                 if r["mode"] == mode and r["index"] in base]
+        pairs = [(r["f1"], base[r.get("seed"), r["index"]]) for r in rows
+                 if r["mode"] == mode and (r.get("seed"), r["index"]) in base]
         if mode != "plain" and pairs:
             diff = np.array([x - y for x, y in pairs])
             low, high = bootstrap(diff)
@@ -180,6 +183,43 @@ def plot(summary: dict[str, dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def load_runs(path: Path, seed: int) -> list[dict[str, Any]]:
+    """The rows of one sample's log, tagged with its seed (the last row of a question and
+    mode wins, as on resume)."""
+    done = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        done[(row["mode"], row["index"])] = {**row, "seed": seed}
+    return list(done.values())
+
+
+def pool(n: int, distractors: int, modes: list[str]) -> None:
+    """Every sample of this size run so far, summarised together."""
+    rows: list[dict[str, Any]] = []
+    seeds = []
+    for log in sorted(DATA.glob(f"seed*-n{n}-d{distractors}/runs.jsonl")):
+        seed = int(log.parent.name.split("-")[0].removeprefix("seed"))
+        got = [r for r in load_runs(log, seed) if r["mode"] in modes]
+        if got:
+            seeds.append(seed)
+            rows += got
+    if not rows:
+        sys.exit(f"no runs of --n {n} --distractors {distractors} under {DATA}: run the "
+                 "bench first")
+    summary = summarise(rows)
+    print(f"pooled: seeds {seeds}, {n} questions each")
+    for mode, s in summary.items():
+        line = f"  {mode:<6} F1 {s['f1']:.3f}  gold in ctx {s['gold_in_context']:.3f}"
+        if "f1_minus_plain" in s:
+            d = s["f1_minus_plain"]
+            line += (f"  minus plain {d['mean']:+.3f} (95% CI {d['ci95'][0]:+.3f} to "
+                     f"{d['ci95'][1]:+.3f}), wins {d['wins']}, losses {d['losses']}")
+        print(line)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "qa_latency_pooled.json").write_text(json.dumps(
+        {"n": n, "distractors": distractors, "seeds": seeds, "summary": summary}, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -189,7 +229,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--models-dir", type=Path, default=REPO / "data" / "models")
+    parser.add_argument("--pool", action="store_true",
+                        help="run nothing: summarise every sample of this --n and "
+                        "--distractors already run (any seed) together, F1 paired by "
+                        "question; writes bench/out/qa_latency_pooled.json")
     args = parser.parse_args()
+    if args.pool:
+        pool(args.n, args.distractors, args.modes.split(","))
+        return
 
     from core.model_files import SPECS
 
