@@ -86,6 +86,9 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 #: The calibration's inputs, in order: the cross-encoder logit, then lexical features.
 FEATURES = ("logit", "novel_terms", "novel_share")
+#: The sign each feature's weight must have: a higher cross-encoder logit never makes a
+#: claim less supported, and words the evidence never mentions never make it more.
+FEATURE_SIGNS = (1, -1, -1)
 #: Novel terms past this many add nothing (a long claim is not less supported per word).
 MAX_NOVEL = 6
 
@@ -126,6 +129,11 @@ class CrossEncoderGroundingChecker:
             raise ModelNotFoundError(f"no trained grounding checker at {self.path}",
                                      hint=TRAIN_HINT)
         self.info = CheckerInfo.read(self.path)
+        weights = self.info.calibration.get("weights") or []
+        if any(w * sign < 0 for w, sign in zip(weights, FEATURE_SIGNS, strict=False)):
+            log.warning("the grounding checker at %s was calibrated before weights were held "
+                        "to their sense (new words can raise its scores); run: kgrag models "
+                        "train-checker --recalibrate (about a minute)", self.path)
         self.device = device
         self.batch_size = batch_size
         self._model: Any = None

@@ -33,6 +33,7 @@ import numpy as np
 from core.errors import KgragError
 from core.settings import DEFAULT_EMBED_MODEL
 from retrieval.checker import (
+    FEATURE_SIGNS,
     FEATURES,
     CheckerInfo,
     CrossEncoderGroundingChecker,
@@ -264,11 +265,6 @@ def fit_logistic(x: np.ndarray, y: Sequence[int], l2: float = 1.0, iterations: i
         if float(np.abs(step).max()) < 1e-8:
             break
     return beta[:-1], float(beta[-1])
-
-
-#: The sign each calibration feature's weight must have: a higher cross-encoder logit never
-#: makes a claim less supported, and words the evidence never mentions never make it more.
-FEATURE_SIGNS = (1, -1, -1)
 
 
 def fit_monotone(x: np.ndarray, y: Sequence[int], signs: Sequence[int], l2: float = 1.0

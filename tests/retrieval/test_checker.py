@@ -307,3 +307,23 @@ def test_wiki_source_pairs_a_stated_claim_with_an_entity_swapped_copy() -> None:
             assert right.claim.startswith(f'The answer to "{right.context}" is: ')
         else:  # the sentence as the passage states it
             assert right.claim in right.evidence
+
+
+def test_a_checker_calibrated_without_the_sign_rule_says_how_to_recalibrate(
+        trained: CrossEncoderGroundingChecker, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import json
+    import shutil
+
+    old = tmp_path / "checker"
+    shutil.copytree(trained.path, old)
+    info = json.loads((old / "checker.json").read_text())
+    info["calibration"]["weights"] = [1.1, -0.49, 2.13]  # the free fit of 2026-12-05
+    (old / "checker.json").write_text(json.dumps(info))
+    with caplog.at_level("WARNING", logger="retrieval.checker"):
+        CrossEncoderGroundingChecker(old)
+    assert "--recalibrate" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="retrieval.checker"):
+        CrossEncoderGroundingChecker(trained.path)
+    assert "--recalibrate" not in caplog.text
