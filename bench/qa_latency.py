@@ -267,11 +267,8 @@ def main() -> None:
     print(f"corpus ready in {time.perf_counter() - t:.0f} s", flush=True)
 
     log = data / "runs.jsonl"
-    done = {}
-    if log.is_file():
-        for line in log.read_text().splitlines():
-            row = json.loads(line)
-            done[(row["mode"], row["index"])] = row
+    done = {(r["mode"], r["index"]): r for r in load_runs(log, args.seed)} \
+        if log.is_file() else {}
     modes = [m for m in MODES if m in args.modes.split(",")]
     c = Components.from_settings(settings)
     try:
@@ -297,7 +294,7 @@ def main() -> None:
                        else kgrag_answer(pipeline, r["question"], mode,
                                          {document_id(k) for k in gold[i]}))
                 context = got.pop("context")
-                row = {"mode": mode, "index": i, "question": r["question"],
+                row = {"mode": mode, "index": i, "seed": args.seed, "question": r["question"],
                        "gold": r["right_answer"], **got,
                        # the gold answer in what the model read: else a retrieval miss
                        "gold_in_context": any(contains(t, r["right_answer"]) for t in context),

@@ -282,11 +282,7 @@ def fit_monotone(x: np.ndarray, y: Sequence[int], signs: Sequence[int], l2: floa
             out = np.zeros(features.shape[1])
             out[keep] = w
             return out, bias
-        worst = min(wrong, key=lambda k: float(w[keep.index(k)] * signs[k]))
-        keep.remove(worst)
-        if not keep:
-            return np.zeros(features.shape[1]), float(np.log(
-                (np.mean(y) + 1e-9) / (1 - np.mean(y) + 1e-9)))
+        keep.remove(min(wrong, key=lambda k: float(w[keep.index(k)] * signs[k])))
 
 
 def validate(directory: Path, pairs: Sequence[ClaimPair], info: CheckerInfo, device: str
