@@ -47,6 +47,7 @@ def make_backend(settings: Settings) -> ChatModel:
         n_threads=settings.llm_threads,
         max_tokens=settings.llm_max_tokens,
         temperature=settings.llm_temperature,
+        lookup_decoding=settings.llm_lookup_decoding,
     )
 
 

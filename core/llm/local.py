@@ -14,7 +14,7 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 
 from core import timing
 from core.errors import ConfigError, LLMCallError, ModelNotFoundError
+from core.llm import lookup
 from core.llm.base import Completion, CompletionRequest, LLMRequestError, TextSink
 
 
@@ -100,6 +101,7 @@ class LlamaCppChatModel:
         n_threads: int | None = None,
         max_tokens: int = 768,
         temperature: float = 0.0,
+        lookup_decoding: bool = True,
     ) -> None:
         self.model_path = Path(model_path)
         self.model_name = model_name or self.model_path.stem
@@ -107,6 +109,7 @@ class LlamaCppChatModel:
         self.n_threads = n_threads or os.cpu_count() or 1
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.lookup_decoding = lookup_decoding
         self._llama: Any = None
         self._load_seconds = 0.0  # of a load not yet reported to core.timing
         self._lock = threading.Lock()
@@ -185,8 +188,16 @@ class LlamaCppChatModel:
         with self._lock:
             llama = self._loaded()
             _perf_reset(llama)
+            looked_up: lookup.LookupStats | None = None
             try:
-                if request.stop_after_repeats > 0 or request.line_marker or on_piece:
+                if self._lookup_applies(llama, request, kwargs):
+                    looked_up = lookup.LookupStats()
+                    response = self._streamed(
+                        llama, kwargs, request.stop_after_repeats, request.line_marker,
+                        on_piece, self._lookup_stream(llama, kwargs, looked_up))
+                    response["usage"] = {"prompt_tokens": looked_up.prompt_tokens,
+                                         "completion_tokens": looked_up.completion_tokens}
+                elif request.stop_after_repeats > 0 or request.line_marker or on_piece:
                     response = self._streamed(llama, kwargs, request.stop_after_repeats,
                                               request.line_marker, on_piece)
                 else:
@@ -198,7 +209,8 @@ class LlamaCppChatModel:
                 ) from exc
             except RuntimeError as exc:
                 raise LLMCallError(f"{self.model_name} failed: {exc}") from exc
-            prompt_s, decode_s = _perf(llama)
+            prompt_s, decode_s = _perf(llama) if looked_up is None else (
+                round(looked_up.prompt_seconds, 4), round(looked_up.decode_seconds, 4))
             completion = replace(self._completion(response), prompt_seconds=prompt_s,
                                  decode_seconds=decode_s)
             if request.top_logprobs:
@@ -207,21 +219,41 @@ class LlamaCppChatModel:
                 completion = replace(completion, tokens=tokens, top_logprobs=top)
         return completion
 
+    def _lookup_applies(self, llama: Any, request: CompletionRequest,
+                        kwargs: dict[str, Any]) -> bool:
+        """Prompt-lookup decoding gives greedy decoding's tokens: only for greedy calls
+        without a grammar (or a read-back of log-probabilities)."""
+        return (self.lookup_decoding and kwargs["temperature"] == 0 and not request.grammar
+                and request.json_schema is None and not request.top_logprobs
+                and lookup.has_chat_template(llama))
+
+    @staticmethod
+    def _lookup_stream(llama: Any, kwargs: dict[str, Any], stats: lookup.LookupStats
+                       ) -> Generator[dict[str, Any]]:
+        """`lookup.generate` in the shape of llama-cpp-python's chat stream."""
+        budget = int(kwargs["max_tokens"])
+        for piece in lookup.generate(llama, kwargs["messages"], budget,
+                                     kwargs.get("stop") or (), stats):
+            yield {"choices": [{"delta": {"content": piece}, "finish_reason": None}]}
+        finish = "length" if stats.completion_tokens >= budget else "stop"
+        yield {"choices": [{"delta": {}, "finish_reason": finish}]}
+
     @staticmethod
     def _streamed(llama: Any, kwargs: dict[str, Any], repeats: int = 0,
-                  marker: str = "", on_piece: Callable[[str], bool] | None = None
-                  ) -> dict[str, Any]:
+                  marker: str = "", on_piece: Callable[[str], bool] | None = None,
+                  stream: Generator[dict[str, Any]] | None = None) -> dict[str, Any]:
         """The completion, streamed and cut off once `repeats` generated lines repeat an
         earlier line (a small model looping over the same fact), or at the first line
         without `marker` (prose instead of the asked format; a first line longer than 300
         characters counts as one), or when `on_piece` (given each piece) returns False;
         the same response shape as an unstreamed call, with usage counted from the
-        stream."""
+        stream. `stream`: the parts to read (default: llama-cpp-python's own stream)."""
         text, pieces, finish = "", 0, "stop"
         seen: set[str] = set()
         repeated = 0
         off_format = unread = False
-        stream = llama.create_chat_completion(**kwargs, stream=True)
+        if stream is None:
+            stream = llama.create_chat_completion(**kwargs, stream=True)
         try:
             for part in stream:
                 choice = part["choices"][0]

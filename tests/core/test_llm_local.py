@@ -161,3 +161,34 @@ def test_a_streamed_answer_arrives_in_pieces_and_equals_the_unstreamed_one(
     plain = complete(LlamaCppChatModel(model_path, n_ctx=2048), ask)
     assert plain.text == first.text
     assert model.usage.completion_tokens == first.completion_tokens == plain.completion_tokens
+
+
+def test_prompt_lookup_decoding_reads_the_greedy_reply_in_fewer_passes(model_path: Path) -> None:
+    from core.llm import lookup
+    from core.models import Chunk
+    from kg.extract import ChunkContext, ChunkExtractor
+
+    text = ("Marie Curie was born in Warsaw. In 1903 she shared the Nobel Prize in Physics "
+            "with Pierre Curie and Henri Becquerel.")
+    chunk = Chunk(id="chk_c", doc_id="doc_c", text=text, start=0, end=len(text), position=0)
+    request = ChunkExtractor(None, output="lines").request(ChunkContext(chunk, "Marie Curie"))  # type: ignore[arg-type]
+    plain = complete(LlamaCppChatModel(model_path, n_ctx=2048, lookup_decoding=False), request)
+    fast = LlamaCppChatModel(model_path, n_ctx=2048)
+    looked_up = complete(fast, request)
+    # Guesses up to 2 tokens are checked by batches of 3, which llama.cpp rounds as it does
+    # one token at a time on this passage: the very same reply (longer batches can round
+    # differently at a near-tie; bench/README.md).
+    stats = lookup.LookupStats()
+    narrow = "".join(lookup.generate(fast._loaded(), request.messages, request.max_tokens or 0,
+                                     request.stop, stats, max_draft=2))
+    assert narrow == plain.text and stats.completion_tokens == plain.completion_tokens
+    assert stats.accepted > 0 and stats.steps < stats.completion_tokens  # fewer passes
+    assert "Warsaw" in looked_up.text and looked_up.finish_reason == "stop"
+    assert looked_up.prompt_tokens == plain.prompt_tokens
+    assert abs(looked_up.completion_tokens - plain.completion_tokens) <= 5
+    # The budget and the stop strings hold as in llama-cpp-python's own decoding.
+    short = complete(fast, request.with_(max_tokens=5))
+    assert short.completion_tokens == 5 and short.finish_reason == "length"
+    assert short.text == plain.text[:len(short.text)]
+    cut = complete(fast, request.with_(stop=["Warsaw"]))
+    assert "Warsaw" not in cut.text and cut.text == plain.text[:len(cut.text)]
