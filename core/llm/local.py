@@ -4,7 +4,9 @@ llama.cpp contexts are not thread-safe, so one model runs one request at a time,
 own worker thread; the event loop stays free while it generates. The chat template comes
 from the GGUF itself. A `json_schema` becomes a llama.cpp grammar, so the output is JSON
 shaped by the schema (llama-cpp-python falls back to plain JSON for schema features its
-converter lacks; the retry layer validates against the schema either way).
+converter lacks; the retry layer validates against the schema either way). Greedy calls
+without a grammar decode by prompt lookup (`core.llm.lookup`) unless `lookup_decoding` is
+off.
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ class LlamaCppChatModel:
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.lookup_decoding = lookup_decoding
+        self.last_lookup: lookup.LookupStats | None = None  # of the last call, for benches
         self._llama: Any = None
         self._load_seconds = 0.0  # of a load not yet reported to core.timing
         self._lock = threading.Lock()
@@ -189,9 +192,10 @@ class LlamaCppChatModel:
             llama = self._loaded()
             _perf_reset(llama)
             looked_up: lookup.LookupStats | None = None
+            self.last_lookup = None
             try:
                 if self._lookup_applies(llama, request, kwargs):
-                    looked_up = lookup.LookupStats()
+                    looked_up = self.last_lookup = lookup.LookupStats()
                     response = self._streamed(
                         llama, kwargs, request.stop_after_repeats, request.line_marker,
                         on_piece, self._lookup_stream(llama, kwargs, looked_up))

@@ -54,6 +54,7 @@ class LookupStats:
     batch of guesses under prompt evaluation)."""
 
     prompt_tokens: int = 0
+    prompt_evaluated: int = 0  # the prompt's tokens not already in the KV cache
     completion_tokens: int = 0
     steps: int = 0
     drafted: int = 0
@@ -133,6 +134,7 @@ def generate(llama: Any, messages: Sequence[dict[str, str]], max_tokens: int,
     llama._ctx.kv_cache_seq_rm(-1, keep, -1)
     llama.n_tokens = keep
     rest = prompt[keep:]
+    stats.prompt_evaluated = len(rest)
     for start in range(0, len(rest), llama.n_batch):
         _decode(llama, rest[start:start + llama.n_batch], all_logits=False)
     bonus = _argmax_rows(llama, [-1])[0]
