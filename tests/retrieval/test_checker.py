@@ -21,7 +21,14 @@ from retrieval.checker_data import (
     held_out,
     vitaminc_pairs,
 )
-from retrieval.checker_train import TrainConfig, auroc, best_threshold, train_checker
+from retrieval.checker_train import (
+    TrainConfig,
+    auroc,
+    batches,
+    best_threshold,
+    ranked_pairs,
+    train_checker,
+)
 from retrieval.chunk_rag import ScoredChunk
 from retrieval.generate import Sources
 from retrieval.verify import (
@@ -193,6 +200,22 @@ def test_threshold_is_the_best_balanced_accuracy_and_auroc_counts_ties_half() ->
     assert acc == pytest.approx(5 / 6, abs=0.01)
     assert auroc([0.5, 0.5], [1, 0]) == 0.5
     assert auroc(scores, labels) == pytest.approx(8 / 9)
+
+
+def test_paired_batches_keep_a_claim_with_its_swapped_twin() -> None:
+    pairs = synthetic_pairs(200, seed=3)
+    plain = batches(pairs, 16, seed=0)
+    paired = batches(pairs, 16, seed=0, paired=True)
+    for plan in (plain, paired):
+        assert sorted(i for b in plan for i in b) == list(range(len(pairs)))
+        assert max(len(b) for b in plan) <= 16
+    twins = sum(len(ranked_pairs(pairs, b)) for b in paired)
+    assert twins == 100  # every (right, wrong) twin shares a batch
+    assert sum(len(ranked_pairs(pairs, b)) for b in plain) < twins
+    batch = paired[0]
+    for right, wrong in ranked_pairs(pairs, batch):
+        assert pairs[batch[right]].label == 1 and pairs[batch[wrong]].label == 0
+        assert pairs[batch[right]].evidence == pairs[batch[wrong]].evidence
 
 
 def test_interrupted_training_resumes_where_it_stopped(tmp_path: Path) -> None:
