@@ -3,7 +3,8 @@ the same model on the same questions, in one run, the model loaded once.
 
 The plain recipe is what a user would write by hand: all-MiniLM-L6-v2 top-5 passages,
 one unconstrained chat completion ("... Answer with a short phrase only.", max_tokens 64)
-on the same in-process llama.cpp model. kgrag answers through its own pipeline
+on the same in-process llama.cpp model, decoded token by token (kgrag's greedy calls use
+prompt-lookup decoding unless `--no-lookup`). kgrag answers through its own pipeline
 (`QuestionAnsweringPipeline.ask`, default settings: PageRank retrieval, the answer format
 of the `answer_format` setting, the trained grounding checker, up to one rectify round).
 Both run in this one process with the models already loaded (a warm-up question first,
@@ -229,6 +230,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--models-dir", type=Path, default=REPO / "data" / "models")
+    parser.add_argument("--no-lookup", action="store_true",
+                        help="kgrag decodes token by token (KGRAG_LLM_LOOKUP_DECODING=false); "
+                             "its own data dir and log (suffix -nolookup), the same sample")
     parser.add_argument("--pool", action="store_true",
                         help="run nothing: summarise every sample of this --n and "
                         "--distractors already run (any seed) together, F1 paired by "
@@ -243,9 +247,12 @@ def main() -> None:
     model_path = args.models_dir / SPECS["0.5b"].filename
     # One data dir per sample: another seed or size gets its own corpus, graph and log
     # (sharing one would add the other sample's paragraphs as extra distractors).
-    data = DATA / f"seed{args.seed}-n{args.n}-d{args.distractors}"
+    data = DATA / (f"seed{args.seed}-n{args.n}-d{args.distractors}"
+                   + ("-nolookup" if args.no_lookup else ""))
     data.mkdir(parents=True, exist_ok=True)
     configure(data, model_path)
+    if args.no_lookup:
+        os.environ["KGRAG_LLM_LOOKUP_DECODING"] = "false"
     os.environ["KGRAG_LLM_CACHE"] = "false"  # the times are the point
     os.environ["KGRAG_CHECKER_PATH"] = str(args.models_dir / "grounding-checker")
     records = halueval_qa()
@@ -277,8 +284,10 @@ def main() -> None:
         # each side keeps the KV cache of its own prompt prefix, as it would alone.
         from core.llm.local import LlamaCppChatModel
 
+        # Plain llama.cpp decoding, token by token: what a hand-written recipe gets.
         plain_llm = LlamaCppChatModel(settings.llm_model_path or model_path,
-                                      n_ctx=settings.llm_context, n_threads=settings.llm_threads)
+                                      n_ctx=settings.llm_context, n_threads=settings.llm_threads,
+                                      lookup_decoding=False)
         warm = records[distractors[0]]["question"]
         t = time.perf_counter()
         plain_answer(c, plain_llm, warm)
@@ -295,6 +304,7 @@ def main() -> None:
                                          {document_id(k) for k in gold[i]}))
                 context = got.pop("context")
                 row = {"mode": mode, "index": i, "seed": args.seed, "question": r["question"],
+                       "lookup": mode != "plain" and settings.llm_lookup_decoding,
                        "gold": r["right_answer"], **got,
                        # the gold answer in what the model read: else a retrieval miss
                        "gold_in_context": any(contains(t, r["right_answer"]) for t in context),
