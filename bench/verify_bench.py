@@ -127,6 +127,7 @@ def run(checker: Any, items: list[Item], log: Any, label: str, question: bool = 
     labels = [y for _, _, y, _ in items]
     return {"claims": len(items), "pairs": counting.pairs,
             "auroc": round(auroc(scores, labels), 4),
+            "auroc_ci95": auroc_interval(scores, labels),
             "balanced_accuracy": round(balanced_accuracy(scores, labels, 0.5), 4),
             "ms_per_pair": round(1000 * seconds / max(1, counting.pairs), 1),
             "ms_per_claim": round(1000 * seconds / max(1, len(items)), 1),
@@ -189,15 +190,38 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def auroc_interval(scores: list[float], labels: list[int], resamples: int = 1000,
+                   seed: int = 0) -> list[float]:
+    """95% bootstrap interval of the AUROC, resampling records: the items come as a
+    record's right and hallucinated claim side by side, and stay together."""
+    from retrieval.checker_train import auroc
+
+    rng = random.Random(seed)
+    n = len(scores) // 2
+    values = []
+    for _ in range(resamples):
+        picks = [rng.randrange(n) for _ in range(n)]
+        values.append(auroc([scores[2 * k + j] for k in picks for j in (0, 1)],
+                            [labels[2 * k + j] for k in picks for j in (0, 1)]))
+    values.sort()
+    return [round(values[int(0.025 * resamples)], 4),
+            round(values[int(0.975 * resamples) - 1], 4)]
+
+
 def table(report: dict[str, Any]) -> str:
-    lines = ["| test set | checker | claims | claim-piece pairs | AUROC | bal. acc. @0.5 | "
-             "ms/pair | ms/claim |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| test set | checker | claims | claim-piece pairs | AUROC [95% CI] | "
+             "bal. acc. @0.5 | ms/pair | ms/claim |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, by_checker in report["results"].items():
         for checker, r in by_checker.items():
             lines.append(f"| {name} | {checker} | {r['claims']} | {r['pairs']} | "
-                         f"{r['auroc']:.3f} | {r['balanced_accuracy']:.3f} | "
+                         f"{r['auroc']:.3f} {interval(r)}| {r['balanced_accuracy']:.3f} | "
                          f"{r['ms_per_pair']:.1f} | {r['ms_per_claim']:.0f} |")
     return "\n".join(lines)
+
+
+def interval(r: dict[str, Any]) -> str:
+    ci = r.get("auroc_ci95")
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}] " if ci else ""
 
 
 def main() -> None:
