@@ -20,6 +20,7 @@ and per claim. The LLM checker is slow on CPU, so it runs on the first `--llm-qa
 
     python bench/verify_bench.py                                  # 1,000 QA + 500 summ. pairs
     python bench/verify_bench.py --qa 100 --summ 20 --checkers trained,embedding   # a quick look
+    python bench/verify_bench.py --checkers trained --qa 10000 --summ 0   # all of QA, ~20 min
 
 Writes bench/out/verify_bench.json and .png (ROC curves); prints a table.
 """
@@ -174,7 +175,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
     except ImportError:
         print("matplotlib missing (pip install -e '.[bench]'): no plot")
         return
-    sets = list(report["results"])
+    sets = [name for name, by_checker in report["results"].items() if by_checker]
+    if not sets:
+        return
     fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4.5), squeeze=False)
     for ax, name in zip(axes[0], sets, strict=True):
         for checker, r in report["results"][name].items():
